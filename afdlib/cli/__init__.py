@@ -1,0 +1,67 @@
+"""The ``afd`` command line: ``afd theta``, ``afd provision``, ``afd simulate``, ``afd sweep``.
+
+Every subcommand takes ``--json`` and then prints exactly one JSON object on stdout. Bad
+input exits with status 2 and one line on stderr naming the problem; no traceback is
+shown unless ``AFD_DEBUG=1`` is set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from afdlib.cli._common import CliError, OneLineParser
+
+__all__ = ["main"]
+
+# Each module defines ``register(subparsers)``; order is the order of ``afd --help``.
+_COMMAND_MODULES = ("theta", "provision", "simulate")
+
+
+def build_parser() -> OneLineParser:
+    """The argument parser of ``afd`` with every available subcommand."""
+    parser = OneLineParser(
+        prog="afd",
+        description="Provision Attention-FFN disaggregated LLM decoding from request traces.",
+    )
+    from afdlib import __version__
+
+    parser.add_argument("--version", action="version", version=f"afd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"afdlib.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"afdlib.cli.{name}":
+                continue  # a subcommand not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``afd`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"afd: error: {exc}", file=sys.stderr)
+        return exc.status
+    except (ValueError, OSError) as exc:
+        if os.environ.get("AFD_DEBUG"):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"afd: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("afd: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line, with a way to see more
+        if os.environ.get("AFD_DEBUG"):
+            raise
+        print(f"afd: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+              "(set AFD_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,967 @@
+"""Workload layer: request-length laws and the per-slot load statistics theta and sigma.
+
+A slot of an Attention worker is a renewal process whose cycles are requests. Request
+``i`` has a prompt of ``P_i >= 0`` tokens and ``D_i >= 1`` decode steps; at its j-th decode
+step (``j = 0 .. D_i - 1``) attention reads ``P_i + j`` cached tokens. By the
+renewal-reward theorem the long-run load of a slot (tokens read per step) has mean
+
+.. math::  \\theta = E[D P + D(D-1)/2] / E[D]
+
+and second moment ``m2 = E[D P^2 + P D(D-1) + D(D-1)(2D-1)/6] / E[D]``; the stationary
+load variance is ``sigma^2 = m2 - theta^2``. All lengths are in tokens (prompt, context)
+or steps (decode), and theta, sigma are in tokens.
+
+This module offers
+
+* length laws (:class:`Geometric`, :class:`Deterministic`, :class:`DiscretizedLognormal`,
+  :class:`Uniform`, :class:`Empirical`, :class:`Mixture`) with exact moments, sampling, and
+  length-biased sampling;
+* workloads: :class:`IndependentLengths` (P and D independent laws) and
+  :class:`JointLengths` (rows of a trace, P and D jointly);
+* :func:`load_stats` (exact theta, sigma of a workload) and :func:`estimate_load`
+  (the nonparametric ratio estimators from trace rows with delta-method intervals);
+* :func:`sample_stationary_slots`, the state of a slot at a uniformly chosen time;
+* :func:`parse_length_law`, the ``NAME:ARGS`` syntax of the command line.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from scipy import special, stats
+
+from afdlib.errors import AfdInputError
+
+__all__ = [
+    "LengthLaw",
+    "Geometric",
+    "Deterministic",
+    "DiscretizedLognormal",
+    "Uniform",
+    "Empirical",
+    "Mixture",
+    "IndependentLengths",
+    "JointLengths",
+    "Workload",
+    "LoadStats",
+    "LoadEstimate",
+    "request_rewards",
+    "load_stats",
+    "estimate_load",
+    "decode_steps_from_output",
+    "sample_stationary_slots",
+    "parse_length_law",
+]
+
+
+# ---------------------------------------------------------------------------
+# Length laws
+# ---------------------------------------------------------------------------
+
+
+class LengthLaw(ABC):
+    """A probability law on non-negative integers (token counts or decode steps).
+
+    Subclasses give the first three raw moments exactly, draw samples, and draw
+    *length-biased* samples (probability proportional to ``x * P(X = x)``), which is how a
+    slot observed at a random time sees the request it is serving.
+    """
+
+    @property
+    @abstractmethod
+    def minimum(self) -> int:
+        """Smallest value with positive probability."""
+
+    @abstractmethod
+    def raw_moment(self, k: int) -> float:
+        """``E[X**k]`` for ``k`` in 1, 2, 3."""
+
+    @abstractmethod
+    def pmf(self, x) -> np.ndarray:
+        """Probability of each integer in ``x``."""
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` independent draws (int64)."""
+
+    @abstractmethod
+    def sample_length_biased(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` draws from ``x * P(X = x) / E[X]`` (int64); needs ``E[X] > 0``."""
+
+    @property
+    def mean(self) -> float:
+        """``E[X]``."""
+        return self.raw_moment(1)
+
+    @property
+    def variance(self) -> float:
+        """``Var[X]``."""
+        return self.raw_moment(2) - self.raw_moment(1) ** 2
+
+    def _check_k(self, k: int) -> None:
+        if k not in (1, 2, 3):
+            raise ValueError(f"raw moments are available for k = 1, 2, 3, not {k}")
+
+
+def _check_integer(name: str, value, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise AfdInputError(f"{name} must be an integer, got {value!r}")
+    if not math.isfinite(float(value)) or float(value) != int(value):
+        raise AfdInputError(f"{name} must be an integer, got {value!r}")
+    if int(value) < minimum:
+        raise AfdInputError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise AfdInputError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise AfdInputError(f"{name} must be finite, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise AfdInputError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Geometric(LengthLaw):
+    """Geometric law on ``{start, start + 1, ...}`` with the given mean.
+
+    ``P(X = start + k) = p (1 - p)**k`` with ``p = 1 / (mean - start + 1)``. With
+    ``start = 1`` this is the decode length of a model that stops after each token with
+    probability p; it is memoryless, which makes ``theta = E[P] + E[D] - 1``.
+
+    Parameters
+    ----------
+    mean : float
+        ``E[X]`` (tokens or steps), at least ``start``.
+    start : int
+        Smallest value (default 1).
+    """
+
+    mean_value: float
+    start: int = 1
+
+    def __post_init__(self) -> None:
+        start = _check_integer("geometric start", self.start, minimum=0)
+        mean = _check_positive_float("geometric mean", self.mean_value, allow_zero=True)
+        if mean < start:
+            raise AfdInputError(f"geometric mean ({mean}) must be >= start ({start})")
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "mean_value", mean)
+
+    @property
+    def p(self) -> float:
+        """Stopping probability per step."""
+        return 1.0 / (self.mean_value - self.start + 1.0)
+
+    @property
+    def minimum(self) -> int:
+        return self.start
+
+    def _shifted_moments(self) -> tuple[float, float, float]:
+        """``E[Y], E[Y^2], E[Y^3]`` of ``Y = X - start`` (geometric on 0, 1, ...)."""
+        p = self.p
+        q = 1.0 - p
+        return q / p, q * (1 + q) / p**2, q * (1 + 4 * q + q * q) / p**3
+
+    def raw_moment(self, k: int) -> float:
+        self._check_k(k)
+        s = float(self.start)
+        y1, y2, y3 = self._shifted_moments()
+        if k == 1:
+            return s + y1
+        if k == 2:
+            return s * s + 2 * s * y1 + y2
+        return s**3 + 3 * s * s * y1 + 3 * s * y2 + y3
+
+    def pmf(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        k = x - self.start
+        p = self.p
+        with np.errstate(invalid="ignore"):
+            out = np.where(k >= 0, p * (1.0 - p) ** np.maximum(k, 0), 0.0)
+        return out
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        # numpy's geometric counts trials (support 1, 2, ...)
+        return (rng.geometric(self.p, size=size) - 1 + self.start).astype(np.int64)
+
+    def sample_length_biased(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        # x * p q^(x - s) = s * [p q^y] + y * [p q^y]: a mixture of Y ~ Geom0 (weight s) and
+        # the size-biased Geom0, which is 1 + NegBin(2, p) (weight E[Y]).
+        if self.mean_value == 0:
+            raise AfdInputError("length-biased sampling needs a positive mean")
+        s = self.start
+        y_mean = self.mean_value - s
+        plain = rng.random(size) < s / (s + y_mean)
+        y = np.where(
+            plain,
+            rng.geometric(self.p, size=size) - 1,
+            1 + rng.negative_binomial(2, self.p, size=size),
+        )
+        return (s + y).astype(np.int64)
+
+    def __str__(self) -> str:
+        return f"geometric(mean={self.mean_value:g}, start={self.start})"
+
+
+class _FiniteLaw(LengthLaw):
+    """A law given by a finite support and its probabilities (exact everything)."""
+
+    @property
+    @abstractmethod
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(support, probabilities)``: int64 values (increasing) and float weights summing to 1."""
+
+    @property
+    def minimum(self) -> int:
+        support, probs = self.table
+        return int(support[probs > 0][0])
+
+    @property
+    def maximum(self) -> int:
+        """Largest value with positive probability."""
+        support, probs = self.table
+        return int(support[probs > 0][-1])
+
+    def raw_moment(self, k: int) -> float:
+        self._check_k(k)
+        support, probs = self.table
+        return float(np.dot(probs, support.astype(float) ** k))
+
+    def pmf(self, x) -> np.ndarray:
+        support, probs = self.table
+        x = np.asarray(x)
+        idx = np.searchsorted(support, x)
+        idx_clipped = np.minimum(idx, len(support) - 1)
+        hit = (idx < len(support)) & (support[idx_clipped] == x)
+        return np.where(hit, probs[idx_clipped], 0.0)
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        support, probs = self.table
+        return support[_draw_indices(rng, self._cdf, size)]
+
+    def sample_length_biased(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        support, _ = self.table
+        if self._biased_cdf is None:
+            raise AfdInputError("length-biased sampling needs a positive mean")
+        return support[_draw_indices(rng, self._biased_cdf, size)]
+
+    @cached_property
+    def _cdf(self) -> np.ndarray:
+        _, probs = self.table
+        return _normalized_cdf(probs)
+
+    @cached_property
+    def _biased_cdf(self) -> np.ndarray | None:
+        support, probs = self.table
+        weights = probs * support
+        return _normalized_cdf(weights) if weights.sum() > 0 else None
+
+
+def _normalized_cdf(weights: np.ndarray) -> np.ndarray:
+    cdf = np.cumsum(weights, dtype=float)
+    cdf /= cdf[-1]
+    return cdf
+
+
+def _draw_indices(rng: np.random.Generator, cdf: np.ndarray, size: int) -> np.ndarray:
+    u = rng.random(size)
+    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+
+
+@dataclass(frozen=True)
+class Deterministic(_FiniteLaw):
+    """Every request has the same length ``value`` (tokens or steps)."""
+
+    value: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", _check_integer("deterministic value", self.value,
+                                                         minimum=0))
+
+    @cached_property
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([self.value], dtype=np.int64), np.array([1.0])
+
+    def __str__(self) -> str:
+        return f"deterministic({self.value})"
+
+
+@dataclass(frozen=True)
+class Uniform(_FiniteLaw):
+    """Discrete uniform law on ``{low, ..., high}``."""
+
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        low = _check_integer("uniform low", self.low, minimum=0)
+        high = _check_integer("uniform high", self.high, minimum=0)
+        if high < low:
+            raise AfdInputError(f"uniform high ({high}) must be >= low ({low})")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    @cached_property
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        support = np.arange(self.low, self.high + 1, dtype=np.int64)
+        return support, np.full(len(support), 1.0 / len(support))
+
+    def __str__(self) -> str:
+        return f"uniform({self.low}, {self.high})"
+
+
+@dataclass(frozen=True)
+class DiscretizedLognormal(_FiniteLaw):
+    """A lognormal length rounded to the nearest integer and clipped to ``[minimum, maximum]``.
+
+    ``X = clip(round(L), minimum, maximum)`` with ``log L ~ Normal(log(median), sigma**2)``.
+    The clipping is part of the law (mass beyond either end sits on that end), so moments
+    and sampling are exact sums over the finite support; ``maximum`` plays the part of a
+    model's context limit.
+
+    Parameters
+    ----------
+    median : float
+        Median of the underlying lognormal (tokens or steps), > 0.
+    sigma : float
+        Standard deviation of ``log L``, >= 0.
+    minimum, maximum : int
+        Clipping bounds (``0 <= minimum <= maximum <= 2**22``).
+    """
+
+    median: float
+    sigma: float
+    min_value: int = 1
+    max_value: int = 131072
+
+    def __post_init__(self) -> None:
+        _check_positive_float("lognormal median", self.median)
+        _check_positive_float("lognormal sigma", self.sigma, allow_zero=True)
+        lo = _check_integer("lognormal minimum", self.min_value, minimum=0)
+        hi = _check_integer("lognormal maximum", self.max_value, minimum=0)
+        if hi < lo:
+            raise AfdInputError(f"lognormal maximum ({hi}) must be >= minimum ({lo})")
+        if hi > 2**22:
+            raise AfdInputError(f"lognormal maximum must be <= {2**22}, got {hi}")
+        object.__setattr__(self, "min_value", lo)
+        object.__setattr__(self, "max_value", hi)
+        object.__setattr__(self, "median", float(self.median))
+        object.__setattr__(self, "sigma", float(self.sigma))
+
+    @cached_property
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        support = np.arange(self.min_value, self.max_value + 1, dtype=np.int64)
+        if self.sigma == 0:
+            value = min(max(int(np.floor(self.median + 0.5)), self.min_value), self.max_value)
+            probs = (support == value).astype(float)
+            return support, probs
+        # P(round(L) <= x) = P(L < x + 1/2); edges between consecutive support points
+        edges = np.log(support[:-1] + 0.5) - math.log(self.median)
+        cdf_inner = stats.norm.cdf(edges / self.sigma)
+        cdf = np.concatenate([[0.0], cdf_inner, [1.0]])
+        probs = np.diff(cdf)
+        return support, probs
+
+    def __str__(self) -> str:
+        return (f"lognormal(median={self.median:g}, sigma={self.sigma:g}, "
+                f"min={self.min_value}, max={self.max_value})")
+
+
+@dataclass(frozen=True, eq=False)
+class Empirical(_FiniteLaw):
+    """The empirical law of observed lengths (optionally weighted).
+
+    Parameters
+    ----------
+    values : array_like of int
+        Observed lengths, >= 0.
+    weights : array_like of float, optional
+        Non-negative weights (default: equal).
+    """
+
+    values: np.ndarray
+    weights: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values)
+        if values.ndim != 1 or values.size == 0:
+            raise AfdInputError("empirical law needs a non-empty 1-d array of lengths")
+        if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.bool_):
+            raise AfdInputError("empirical lengths must be numbers")
+        if not np.all(np.isfinite(values)):
+            raise AfdInputError("empirical lengths contain NaN or infinity")
+        if np.any(values < 0):
+            raise AfdInputError("empirical lengths must be >= 0")
+        if np.any(values != np.round(values)):
+            raise AfdInputError("empirical lengths must be integers")
+        if self.weights is None:
+            weights = np.ones(values.size)
+        else:
+            weights = np.asarray(self.weights, dtype=float)
+            if weights.shape != values.shape:
+                raise AfdInputError("empirical weights must have the same shape as values")
+            if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+                raise AfdInputError("empirical weights must be finite, >= 0 and not all zero")
+        object.__setattr__(self, "values", values.astype(np.int64))
+        object.__setattr__(self, "weights", weights)
+
+    @cached_property
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        support, inverse = np.unique(self.values, return_inverse=True)
+        probs = np.bincount(inverse, weights=self.weights, minlength=len(support))
+        return support, probs / probs.sum()
+
+    def __str__(self) -> str:
+        return f"empirical(n={self.values.size})"
+
+
+@dataclass(frozen=True, eq=False)
+class Mixture(LengthLaw):
+    """A finite mixture: with probability ``weights[k]`` draw from ``components[k]``."""
+
+    components: tuple[LengthLaw, ...]
+    weights: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        comps = tuple(self.components)
+        if not comps:
+            raise AfdInputError("a mixture needs at least one component")
+        if not all(isinstance(c, LengthLaw) for c in comps):
+            raise AfdInputError("mixture components must be length laws")
+        w = np.asarray(self.weights, dtype=float)
+        if w.shape != (len(comps),):
+            raise AfdInputError("a mixture needs one weight per component")
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise AfdInputError("mixture weights must be finite, >= 0 and not all zero")
+        object.__setattr__(self, "components", comps)
+        object.__setattr__(self, "weights", tuple(float(x) for x in w / w.sum()))
+
+    @property
+    def minimum(self) -> int:
+        return min(c.minimum for c, w in zip(self.components, self.weights, strict=True) if w > 0)
+
+    def raw_moment(self, k: int) -> float:
+        self._check_k(k)
+        return float(sum(w * c.raw_moment(k)
+                         for c, w in zip(self.components, self.weights, strict=True)))
+
+    def pmf(self, x) -> np.ndarray:
+        return sum(w * c.pmf(x) for c, w in zip(self.components, self.weights, strict=True))
+
+    def _draw(self, rng, size, probs, method) -> np.ndarray:
+        which = rng.choice(len(self.components), size=size, p=probs)
+        out = np.empty(size, dtype=np.int64)
+        for k, comp in enumerate(self.components):
+            mask = which == k
+            n = int(mask.sum())
+            if n:
+                out[mask] = getattr(comp, method)(rng, n)
+        return out
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return self._draw(rng, size, np.asarray(self.weights), "sample")
+
+    def sample_length_biased(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        # choose a component with probability w_k E_k[X] / E[X], then length-bias within it
+        w = np.array([w * c.mean for c, w in zip(self.components, self.weights, strict=True)])
+        if w.sum() <= 0:
+            raise AfdInputError("length-biased sampling needs a positive mean")
+        return self._draw(rng, size, w / w.sum(), "sample_length_biased")
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{w:.3g}*{c}" for c, w in zip(self.components, self.weights,
+                                                          strict=True))
+        return f"mixture({parts})"
+
+
+# ---------------------------------------------------------------------------
+# Workloads
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndependentLengths:
+    """Prompt and decode lengths drawn independently from two laws.
+
+    Parameters
+    ----------
+    prompt : LengthLaw
+        Law of the context before the first decode step, P >= 0 (tokens).
+    decode : LengthLaw
+        Law of the number of decode steps, D >= 1.
+    """
+
+    prompt: LengthLaw
+    decode: LengthLaw
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, LengthLaw) or not isinstance(self.decode, LengthLaw):
+            raise AfdInputError("prompt and decode must be length laws")
+        if self.decode.minimum < 1:
+            raise AfdInputError(
+                f"decode law {self.decode} puts mass on 0 steps; decode lengths must be >= 1 "
+                "(drop requests without decode steps, they carry no load)"
+            )
+
+    def sample_requests(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``size`` independent requests: arrays ``(prompt, decode)`` (int64)."""
+        return self.prompt.sample(rng, size), self.decode.sample(rng, size)
+
+    def sample_length_biased_requests(self, rng: np.random.Generator,
+                                      size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Requests drawn with probability proportional to their decode length D."""
+        return self.prompt.sample(rng, size), self.decode.sample_length_biased(rng, size)
+
+
+@dataclass(frozen=True, eq=False)
+class JointLengths:
+    """Requests given jointly as rows ``(prompt[i], decode[i])``, e.g. from a trace.
+
+    Sampling draws rows uniformly with replacement, so P and D keep their dependence.
+
+    Parameters
+    ----------
+    prompt : array_like of int
+        Context before the first decode step of each request (tokens), >= 0.
+    decode : array_like of int
+        Decode steps of each request, >= 1.
+    """
+
+    prompt: np.ndarray
+    decode: np.ndarray
+    name: str = field(default="trace", compare=False)
+
+    def __post_init__(self) -> None:
+        prompt, decode = _validate_rows(self.prompt, self.decode)
+        object.__setattr__(self, "prompt", prompt)
+        object.__setattr__(self, "decode", decode)
+
+    @classmethod
+    def from_trace(cls, trace, *, first_token_from_prefill: bool = False) -> JointLengths:
+        """Requests of a :class:`afdlib.traces.Trace` under a decode-step convention.
+
+        See :func:`decode_steps_from_output`; rows left without decode steps are dropped.
+        """
+        prompt, decode = decode_steps_from_output(
+            trace.prompt_tokens, trace.output_tokens,
+            first_token_from_prefill=first_token_from_prefill,
+        )
+        return cls(prompt, decode, name=getattr(trace, "name", "trace"))
+
+    def __len__(self) -> int:
+        return self.decode.size
+
+    def sample_requests(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``size`` rows drawn uniformly with replacement: ``(prompt, decode)``."""
+        idx = rng.integers(0, self.decode.size, size=size)
+        return self.prompt[idx], self.decode[idx]
+
+    def sample_length_biased_requests(self, rng: np.random.Generator,
+                                      size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows drawn with probability proportional to their decode length D."""
+        idx = _draw_indices(rng, self._biased_cdf, size)
+        return self.prompt[idx], self.decode[idx]
+
+    @cached_property
+    def _biased_cdf(self) -> np.ndarray:
+        return _normalized_cdf(self.decode.astype(float))
+
+
+Workload = IndependentLengths | JointLengths
+
+
+def _validate_rows(prompt, decode) -> tuple[np.ndarray, np.ndarray]:
+    arrays = []
+    for name, arr, lowest in (("prompt", prompt, 0), ("decode", decode, 1)):
+        a = np.asarray(arr)
+        if a.ndim != 1:
+            raise AfdInputError(f"{name} lengths must be a 1-d array")
+        if a.size == 0:
+            raise AfdInputError(f"no requests: {name} lengths are empty")
+        if a.dtype == object or not np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_:
+            raise AfdInputError(f"{name} lengths must be numbers")
+        if np.issubdtype(a.dtype, np.floating):
+            bad = ~np.isfinite(a)
+            if bad.any():
+                raise AfdInputError(f"{name} length of request {int(np.argmax(bad))} is "
+                                    f"{a[bad][0]}")
+            frac = a != np.round(a)
+            if frac.any():
+                raise AfdInputError(f"{name} length of request {int(np.argmax(frac))} is not an "
+                                    f"integer ({a[frac][0]})")
+        low = a < lowest
+        if low.any():
+            i = int(np.argmax(low))
+            raise AfdInputError(f"{name} length of request {i} is {a[i]}, must be >= {lowest}")
+        arrays.append(a.astype(np.int64))
+    if arrays[0].shape != arrays[1].shape:
+        raise AfdInputError(f"prompt and decode have different lengths "
+                            f"({arrays[0].size} and {arrays[1].size})")
+    return arrays[0], arrays[1]
+
+
+def decode_steps_from_output(prompt_tokens, output_tokens, *,
+                             first_token_from_prefill: bool = False
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Turn a trace's (prompt, output-token) counts into (context, decode-step) rows.
+
+    Parameters
+    ----------
+    prompt_tokens, output_tokens : array_like of int
+        Recorded prompt and output token counts, >= 0.
+    first_token_from_prefill : bool
+        The convention. ``False`` (default, the paper's): every output token is one decode
+        step, ``D = output``, and step j reads ``P + j`` cached tokens. ``True``
+        (prefill-decode disaggregation): prefill produced the first output token, so
+        ``D = output - 1`` and decoding starts with that token in context, i.e. the
+        context before the first decode step is ``P + 1``.
+
+    Returns
+    -------
+    prompt, decode : ndarray of int64
+        Context before the first decode step (tokens) and decode steps, for the rows with
+        at least one decode step (the others carry no load and are dropped).
+
+    Raises
+    ------
+    AfdInputError
+        If lengths are negative, non-integer or NaN, or no row has a decode step.
+    """
+    p = np.asarray(prompt_tokens)
+    o = np.asarray(output_tokens)
+    if p.shape != o.shape or p.ndim != 1:
+        raise AfdInputError("prompt and output token counts must be 1-d arrays of equal length")
+    for name, a in (("prompt", p), ("output", o)):
+        if a.size and np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+            raise AfdInputError(f"{name} token counts contain NaN or infinity")
+        if a.size and np.any(a < 0):
+            raise AfdInputError(f"{name} token counts must be >= 0")
+    shift = 1 if first_token_from_prefill else 0
+    decode = o.astype(np.int64) - shift
+    context = p.astype(np.int64) + shift
+    keep = decode >= 1
+    if not keep.any():
+        raise AfdInputError("no request has a decode step: every row would carry no load")
+    return context[keep], decode[keep]
+
+
+# ---------------------------------------------------------------------------
+# Load statistics
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    """Exact stationary load of one slot.
+
+    Attributes
+    ----------
+    theta : float
+        Mean cached tokens a slot's request reads per step (tokens).
+    load_variance : float
+        Stationary variance of a slot's load, ``sigma^2`` (tokens^2).
+    mean_prompt : float
+        ``E[P]`` (tokens).
+    mean_decode : float
+        ``E[D]`` (steps).
+    """
+
+    theta: float
+    load_variance: float
+    mean_prompt: float
+    mean_decode: float
+
+    @property
+    def load_std(self) -> float:
+        """``sigma``, the stationary standard deviation of a slot's load (tokens)."""
+        return math.sqrt(max(self.load_variance, 0.0))
+
+    @property
+    def naive_theta(self) -> float:
+        """``E[P] + E[D]``: what one might guess for theta without the renewal argument."""
+        return self.mean_prompt + self.mean_decode
+
+
+def request_rewards(prompt, decode) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-request cycle length and rewards of the slot renewal process.
+
+    Parameters
+    ----------
+    prompt, decode : array_like
+        Context before the first decode step (tokens) and decode steps.
+
+    Returns
+    -------
+    length, load_sum, load_sq_sum : ndarray of float
+        ``D``, ``sum_j (P + j) = D P + D(D-1)/2`` and
+        ``sum_j (P + j)^2 = D P^2 + P D(D-1) + D(D-1)(2D-1)/6`` over ``j = 0..D-1``.
+    """
+    p = np.asarray(prompt, dtype=float)
+    d = np.asarray(decode, dtype=float)
+    tri = d * (d - 1.0) / 2.0
+    load_sum = d * p + tri
+    load_sq_sum = d * p * p + 2.0 * p * tri + tri * (2.0 * d - 1.0) / 3.0
+    return d, load_sum, load_sq_sum
+
+
+def load_stats(workload: Workload) -> LoadStats:
+    """Exact theta and sigma^2 of a workload.
+
+    For independent laws this is the closed form
+
+    ``theta = E[P] + (E[D^2] - E[D]) / (2 E[D])`` and
+    ``m2 = E[P^2] + E[P] (E[D^2] - E[D]) / E[D] + E[D(D-1)(2D-1)] / (6 E[D])``;
+    for joint rows it is the exact average over the rows (the renewal-reward ratio).
+
+    Parameters
+    ----------
+    workload : IndependentLengths or JointLengths
+
+    Returns
+    -------
+    LoadStats
+    """
+    if isinstance(workload, JointLengths):
+        d, y, z = request_rewards(workload.prompt, workload.decode)
+        theta = y.sum() / d.sum()
+        m2 = z.sum() / d.sum()
+        return LoadStats(float(theta), float(m2 - theta * theta),
+                         float(workload.prompt.mean()), float(d.mean()))
+    if not isinstance(workload, IndependentLengths):
+        raise AfdInputError(f"not a workload: {workload!r}")
+    p1, p2 = workload.prompt.raw_moment(1), workload.prompt.raw_moment(2)
+    d1, d2, d3 = (workload.decode.raw_moment(k) for k in (1, 2, 3))
+    theta = p1 + (d2 - d1) / (2.0 * d1)
+    cubic = 2.0 * d3 - 3.0 * d2 + d1  # E[D(D-1)(2D-1)]
+    m2 = p2 + p1 * (d2 - d1) / d1 + cubic / (6.0 * d1)
+    return LoadStats(float(theta), float(m2 - theta * theta), float(p1), float(d1))
+
+
+@dataclass(frozen=True)
+class LoadEstimate:
+    """Nonparametric estimate of the slot load from request rows.
+
+    Attributes
+    ----------
+    requests : int
+        Rows used (those with at least one decode step).
+    mean_prompt, mean_decode : float
+        Sample means of the context before decoding (tokens) and of D (steps).
+    theta : float
+        Ratio estimate ``sum_i Y_i / sum_i D_i`` (tokens).
+    theta_se : float
+        Delta-method standard error of ``theta`` (tokens).
+    theta_ci : tuple of float
+        Confidence interval for theta at level ``confidence`` (tokens).
+    load_std : float
+        Estimate of sigma (tokens).
+    load_std_se : float
+        Delta-method standard error of ``load_std`` (tokens).
+    load_std_ci : tuple of float
+        Confidence interval for sigma (tokens).
+    confidence : float
+        Level of the intervals.
+    """
+
+    requests: int
+    mean_prompt: float
+    mean_decode: float
+    theta: float
+    theta_se: float
+    theta_ci: tuple[float, float]
+    load_std: float
+    load_std_se: float
+    load_std_ci: tuple[float, float]
+    confidence: float
+
+    @property
+    def load_variance(self) -> float:
+        """Estimate of sigma^2 (tokens^2)."""
+        return self.load_std**2
+
+    def as_stats(self) -> LoadStats:
+        """The point estimates as :class:`LoadStats`."""
+        return LoadStats(self.theta, self.load_variance, self.mean_prompt, self.mean_decode)
+
+
+def estimate_load(prompt, decode, *, confidence: float = 0.95) -> LoadEstimate:
+    """Estimate theta and sigma from request rows, with delta-method intervals.
+
+    With ``Y_i = D_i P_i + D_i(D_i-1)/2`` and ``Z_i`` the sum of squared loads of request
+    i, the estimators are the ratios ``theta = mean(Y) / mean(D)`` and
+    ``sigma^2 = mean(Z) / mean(D) - theta^2``. Linearizing the ratio around the truth
+    gives ``theta_hat - theta ~ mean(Y - theta D) / E[D]``, so
+
+    ``se(theta)^2 = sum_i (Y_i - theta D_i)^2 / (n (n-1) mean(D)^2)``,
+
+    and likewise with the influence values
+    ``((Z_i - m2 D_i) - 2 theta (Y_i - theta D_i)) / mean(D)`` for ``sigma^2``
+    (``se(sigma) = se(sigma^2) / (2 sigma)``). Intervals are normal-theory, valid for
+    many i.i.d. requests; they ignore dependence between requests of a trace.
+
+    Parameters
+    ----------
+    prompt : array_like of int
+        Context before the first decode step (tokens), >= 0.
+    decode : array_like of int
+        Decode steps, >= 1.
+    confidence : float
+        Level of the intervals, in (0, 1).
+
+    Returns
+    -------
+    LoadEstimate
+
+    Raises
+    ------
+    AfdInputError
+        On empty, negative, NaN or non-integer lengths, or a bad ``confidence``.
+    """
+    if not (isinstance(confidence, (float, int)) and 0 < confidence < 1):
+        raise AfdInputError(f"confidence must be in (0, 1), got {confidence!r}")
+    prompt, decode = _validate_rows(prompt, decode)
+    n = decode.size
+    d, y, z = request_rewards(prompt, decode)
+    dbar = d.mean()
+    theta = y.sum() / d.sum()
+    m2 = z.sum() / d.sum()
+    var = max(m2 - theta * theta, 0.0)
+    sigma = math.sqrt(var)
+    influence_theta = (y - theta * d) / dbar
+    influence_var = ((z - m2 * d) - 2.0 * theta * (y - theta * d)) / dbar
+    if n > 1:
+        theta_se = float(np.std(influence_theta, ddof=1) / math.sqrt(n))
+        var_se = float(np.std(influence_var, ddof=1) / math.sqrt(n))
+    else:
+        theta_se = var_se = math.nan
+    sigma_se = var_se / (2.0 * sigma) if sigma > 0 else math.nan
+    zq = float(special.ndtri(0.5 + confidence / 2.0))
+    return LoadEstimate(
+        requests=int(n),
+        mean_prompt=float(prompt.mean()),
+        mean_decode=float(dbar),
+        theta=float(theta),
+        theta_se=theta_se,
+        theta_ci=(float(theta - zq * theta_se), float(theta + zq * theta_se)),
+        load_std=float(sigma),
+        load_std_se=float(sigma_se),
+        load_std_ci=(float(sigma - zq * sigma_se), float(sigma + zq * sigma_se)),
+        confidence=float(confidence),
+    )
+
+
+# ---------------------------------------------------------------------------
+# The stationary state of a slot
+# ---------------------------------------------------------------------------
+
+
+def sample_stationary_slots(workload: Workload, rng: np.random.Generator,
+                            size: int) -> tuple[np.ndarray, np.ndarray]:
+    """State of ``size`` independent slots observed at a uniformly random time.
+
+    A slot seen at a random step is serving a *length-biased* request (probability
+    proportional to D, the inspection paradox) at a uniform position ``j`` in
+    ``0 .. D-1``.
+
+    Parameters
+    ----------
+    workload : IndependentLengths or JointLengths
+    rng : numpy.random.Generator
+    size : int
+        Number of slots.
+
+    Returns
+    -------
+    context : ndarray of int64
+        Cached tokens the slot's request reads at this step, ``P + j`` (tokens).
+    remaining : ndarray of int64
+        Decode steps the request still has, this one included, ``D - j`` (>= 1).
+    """
+    size = _check_integer("size", size, minimum=0)
+    prompt, decode = workload.sample_length_biased_requests(rng, size)
+    position = np.floor(rng.random(size) * decode).astype(np.int64)
+    position = np.minimum(position, decode - 1)
+    return prompt + position, decode - position
+
+
+# ---------------------------------------------------------------------------
+# Command-line syntax for laws
+# ---------------------------------------------------------------------------
+
+_LAW_ARGS = {
+    "geometric": (Geometric, ("mean", "start"), {"mean": "mean_value"}),
+    "deterministic": (Deterministic, ("value",), {}),
+    "lognormal": (DiscretizedLognormal, ("median", "sigma", "min", "max"),
+                  {"min": "min_value", "max": "max_value"}),
+    "uniform": (Uniform, ("low", "high"), {}),
+}
+
+
+def parse_length_law(text: str) -> LengthLaw:
+    """Parse the command line's length-law syntax ``NAME:ARGS``.
+
+    ``ARGS`` are comma-separated values, positional in the order below or ``key=value``:
+
+    * ``geometric:MEAN[,START]`` (``start`` defaults to 1), e.g. ``geometric:500``
+    * ``deterministic:VALUE``, e.g. ``deterministic:100``
+    * ``lognormal:MEDIAN,SIGMA[,MIN,MAX]``, e.g. ``lognormal:median=300,sigma=1``
+    * ``uniform:LOW,HIGH``
+    * ``mix:W1*LAW1+W2*LAW2``, e.g. ``mix:0.7*geometric:100+0.3*deterministic:2000``
+
+    Raises
+    ------
+    AfdInputError
+        Naming the part that cannot be understood.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise AfdInputError("empty length law")
+    text = text.strip()
+    name, _, rest = text.partition(":")
+    name = name.strip().lower()
+    if name in ("mix", "mixture"):
+        comps, weights = [], []
+        for part in rest.split("+"):
+            w_text, star, law_text = part.partition("*")
+            if not star:
+                raise AfdInputError(f"mixture part {part!r} must look like WEIGHT*LAW")
+            try:
+                weights.append(float(w_text))
+            except ValueError:
+                raise AfdInputError(f"mixture weight {w_text!r} is not a number") from None
+            comps.append(parse_length_law(law_text))
+        return Mixture(tuple(comps), tuple(weights))
+    if name not in _LAW_ARGS:
+        raise AfdInputError(f"unknown length law {name!r} in {text!r} "
+                            f"(known: {', '.join(sorted(_LAW_ARGS))}, mix)")
+    cls, order, renames = _LAW_ARGS[name]
+    kwargs: dict[str, float] = {}
+    if rest.strip():
+        for i, item in enumerate(rest.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq:
+                key, value = (order[i] if i < len(order) else None), item
+                if key is None:
+                    raise AfdInputError(f"too many arguments for {name} in {text!r}")
+            key = key.strip().lower()
+            if key not in order:
+                raise AfdInputError(f"{name} has no argument {key!r} (arguments: "
+                                    f"{', '.join(order)})")
+            try:
+                number = float(value)
+            except ValueError:
+                raise AfdInputError(f"{name} argument {key}={value.strip()!r} is not a "
+                                    f"number") from None
+            kwargs[renames.get(key, key)] = number
+    try:
+        return cls(**{k: (int(v) if v.is_integer() and k != "mean_value" and k != "median"
+                          and k != "sigma" else v) for k, v in kwargs.items()})
+    except TypeError:
+        raise AfdInputError(f"{name} needs arguments {', '.join(order)}; got {text!r}") from None
