@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.afdlib-installed
-BOOK_FLAGS := -W -n --keep-going
+BOOK_FLAGS := -W -n --keep-going --all
 PYTEST_FLAGS ?= -q
 
 .PHONY: book test test-unit test-notebooks test-book lint bench clean

@@ -98,3 +98,71 @@ def load_trace_requests(args):
     except AfdInputError as exc:
         raise AfdInputError(f"{trace.source or trace.name}: {exc}") from None
     return trace, requests
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--trace TRACE | --prompt DIST --decode DIST`` (and the trace options)."""
+    add_trace_arguments(parser, positional=False)
+    parser.add_argument("--prompt", metavar="DIST",
+                        help="prompt-length law, e.g. geometric:100, deterministic:512, "
+                             "lognormal:median=300,sigma=1 (with --decode, instead of --trace)")
+    parser.add_argument("--decode", metavar="DIST",
+                        help="decode-length law (steps >= 1), e.g. geometric:500")
+
+
+def resolve_workload(args):
+    """The workload named by ``--trace`` or by ``--prompt`` and ``--decode``.
+
+    Returns
+    -------
+    workload : afdlib.workload.JointLengths or IndependentLengths
+    description : str
+    """
+    from afdlib.workload import IndependentLengths, parse_length_law
+
+    have_laws = args.prompt is not None or args.decode is not None
+    if args.trace is not None and have_laws:
+        raise CliError("give either --trace or --prompt/--decode, not both")
+    if args.trace is not None:
+        trace, requests = load_trace_requests(args)
+        return requests, trace.name
+    if args.prompt is None or args.decode is None:
+        raise CliError("give a workload: --trace TRACE, or both --prompt DIST and --decode DIST")
+    prompt = parse_length_law(args.prompt)
+    decode = parse_length_law(args.decode)
+    return IndependentLengths(prompt, decode), f"P ~ {prompt}, D ~ {decode}"
+
+
+def add_coefficient_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--coeffs FILE.json | --model NAME --hardware NAME``."""
+    parser.add_argument("--coeffs", metavar="FILE.json",
+                        help="step-time coefficient file (alpha_A, beta_A, alpha_F, beta_F, "
+                             "alpha_C, beta_C, comm_scales_with)")
+    parser.add_argument("--model", metavar="NAME", help="model preset (with --hardware)")
+    parser.add_argument("--hardware", metavar="NAME",
+                        help="hardware preset; ATTN/FFN (e.g. h20/h800) for a heterogeneous "
+                             "bundle (with --model)")
+
+
+def resolve_coefficients(args, **operating_point):
+    """The :class:`afdlib.costs.StepCoefficients` named by the coefficient options.
+
+    ``operating_point`` (e.g. ``batch=``, ``theta=``) is passed to the preset builder, which
+    may linearize non-linear curves there.
+    """
+    from afdlib.costs import load_coefficients
+
+    have_preset = args.model is not None or args.hardware is not None
+    if args.coeffs is not None and have_preset:
+        raise CliError("give either --coeffs or --model/--hardware, not both")
+    if args.coeffs is not None:
+        return load_coefficients(args.coeffs)
+    if args.model is None or args.hardware is None:
+        raise CliError("give step-time coefficients: --coeffs FILE.json, or both --model NAME "
+                       "and --hardware NAME")
+    from afdlib import costs
+
+    builder = getattr(costs, "preset_coefficients", None)
+    if builder is None:
+        raise CliError("model/hardware presets are not available in this version; use --coeffs")
+    return builder(args.model, args.hardware, **operating_point)

@@ -1,0 +1,50 @@
+"""Execute chapter notebooks in place, top to bottom, storing their outputs.
+
+Chapters are committed with outputs (nbval compares them with a fresh run), so after
+editing a chapter run::
+
+    .venv/bin/python scripts/execute_chapters.py chapters/slots_renewal.ipynb
+
+with no argument every chapter is executed. The working directory is ``chapters/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def execute(path: Path, timeout: int) -> float:
+    """Execute one notebook in place; returns the wall time in seconds."""
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}},
+                            store_widget_state=True)
+    client.execute()
+    elapsed = time.perf_counter() - start
+    nbformat.write(nb, path)
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--timeout", type=int, default=600, help="per-cell timeout (s)")
+    args = parser.parse_args()
+    paths = args.notebooks or sorted((ROOT / "chapters").glob("*.ipynb"))
+    for path in paths:
+        print(f"{path}: {execute(path, args.timeout):.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
