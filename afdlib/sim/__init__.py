@@ -1,0 +1,41 @@
+"""The AFD simulator: the referee for the provisioning rules.
+
+Two engines over the same workload and step-time inputs:
+
+* :func:`simulate_step` -- synchronized steps with exact per-slot renewal dynamics and
+  the exact max over workers every step; its work grows with the number of requests,
+  not with slots times steps;
+* :func:`simulate_pipeline` -- a discrete-event model with ``m >= 2`` microbatches per
+  Attention worker, in which attention, communication and FFN are separate resources.
+
+:func:`simulate` picks an engine by name, :func:`sweep` runs one over a range of
+ratios, and :func:`simulate_reference` is a deliberately plain per-step loop over slots,
+kept as an independent check and as the benchmark's baseline.
+"""
+
+from afdlib.sim.bundle import INITS, Bundle
+from afdlib.sim.loads import LoadPath, load_path
+from afdlib.sim.pipeline import INTERCEPTS, simulate_pipeline
+from afdlib.sim.reference import simulate_reference
+from afdlib.sim.results import SimResult, StepRecords, autocorrelation_time, batch_means
+from afdlib.sim.step import simulate_step
+from afdlib.sim.sweep import ENGINES, SweepResult, simulate, sweep
+
+__all__ = [
+    "Bundle",
+    "INITS",
+    "INTERCEPTS",
+    "ENGINES",
+    "LoadPath",
+    "load_path",
+    "SimResult",
+    "StepRecords",
+    "SweepResult",
+    "autocorrelation_time",
+    "batch_means",
+    "simulate",
+    "simulate_pipeline",
+    "simulate_reference",
+    "simulate_step",
+    "sweep",
+]

@@ -1,0 +1,157 @@
+"""The pipelined engine: microbatches flowing through separate resources.
+
+Each Attention worker splits its B slots into ``m >= 2`` microbatches (sizes as equal as
+possible). A microbatch cycles through four stages, each a separate single-server
+resource serving microbatches in order:
+
+1. **attention** on its worker: ``alpha_A * T_{w,k} + beta_A`` for the microbatch's load;
+2. **dispatch** (Attention -> FFN direction of the interconnect), which starts once *all*
+   r workers' parts of microbatch k are done: ``t_C`` for the microbatch's tokens;
+3. **FFN** on the r parts together: ``alpha_F * r * b_k + beta_F``;
+4. **combine** (FFN -> Attention direction): ``t_C`` again; after it the microbatch's
+   next step of attention may start.
+
+The interconnect is full duplex: each direction is busy ``t_C`` per step, the same
+per-resource busy time as in the step model. Intercepts are paid per microbatch
+(``intercepts="per_microbatch"``, the default: every kernel launch and message costs its
+fixed time) or spread over the step (``"per_step"``, each microbatch pays ``beta / m``:
+the idealization under which the step model's ``tau = max{max_w t_A, t_C, t_F}`` is the
+pipeline's bottleneck).
+
+Because every resource serves microbatches in the same cyclic order, the discrete-event
+dynamics are the max-plus recursion ``finish_n = max(finish_{n-1}, ready_n) + service_n``
+at each resource, solved exactly step by step; the slot loads are the same exact renewal
+paths as in the step engine (the same seed gives the same requests in the same slots).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from afdlib.errors import AfdInputError
+from afdlib.sim.bundle import Bundle, check_int, check_run, check_workload, worker_seeds
+from afdlib.sim.loads import load_path
+from afdlib.sim.results import SimResult, summarize
+
+__all__ = ["simulate_pipeline", "INTERCEPTS", "microbatch_sizes"]
+
+INTERCEPTS = ("per_microbatch", "per_step")
+
+
+def microbatch_sizes(batch: int, microbatches: int) -> np.ndarray:
+    """Slots of each microbatch: ``B // m`` or one more, larger ones first."""
+    base, extra = divmod(batch, microbatches)
+    return np.array([base + (k < extra) for k in range(microbatches)], dtype=np.int64)
+
+
+def _chain(ready, service, last):
+    """Finish times of jobs served in order by one server (pure Python, small m)."""
+    out = []
+    for u, t in zip(ready, service, strict=True):
+        last = (u if u > last else last) + t
+        out.append(last)
+    return out
+
+
+def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps: int = 20_000,
+                      seed=0, init: str = "stationary", replay: bool = False,
+                      warmup: int = 0, intercepts: str = "per_microbatch",
+                      record: bool = False, n_batches: int = 20) -> SimResult:
+    """Simulate an rA-1F bundle as a pipeline of microbatches (discrete-event model).
+
+    Parameters
+    ----------
+    workload : IndependentLengths or JointLengths
+        Request lengths (P tokens, D >= 1 steps).
+    bundle : Bundle
+        Ratio r, batch B and step-time coefficients.
+    microbatches : int
+        Microbatches per Attention worker, ``2 <= m <= B``.
+    steps : int
+        Steps to simulate (every microbatch advances once per step), >= 1.
+    seed : int or numpy.random.Generator or numpy.random.SeedSequence
+        Randomness (the same seed gives the step engine's slot paths).
+    init : {"stationary", "cold"}
+        Start state of the slots.
+    replay : bool
+        Hand out a trace's rows in order instead of resampling.
+    warmup : int
+        Leading steps excluded from the statistics (the pipeline also fills up here).
+    intercepts : {"per_microbatch", "per_step"}
+        Whether each microbatch pays the full intercepts ``beta_A, beta_C, beta_F`` or
+        ``1/m`` of them.
+    record : bool
+        Keep per-step records.
+    n_batches : int
+        Batches for the batch-means intervals, >= 2.
+
+    Returns
+    -------
+    SimResult
+        Step time is the time between the completions (return of the last
+        microbatch) of consecutive steps.
+
+    Raises
+    ------
+    AfdInputError
+        On bad input, e.g. ``m < 2`` or ``m > B``.
+    """
+    workload = check_workload(workload)
+    if not isinstance(bundle, Bundle):
+        raise AfdInputError(f"bundle must be a Bundle, got {type(bundle).__name__}")
+    steps, warmup, init = check_run(steps, warmup, init)
+    n_batches = check_int("n_batches", n_batches, minimum=2)
+    m = check_int("microbatches m", microbatches, minimum=2)
+    if m > bundle.batch:
+        raise AfdInputError(f"microbatches m ({m}) must be <= batch B ({bundle.batch})")
+    if intercepts not in INTERCEPTS:
+        raise AfdInputError(f"intercepts must be one of {', '.join(INTERCEPTS)}, "
+                            f"got {intercepts!r}")
+    r, b, c = bundle.ratio, bundle.batch, bundle.coeffs
+    share = 1.0 if intercepts == "per_microbatch" else 1.0 / m
+    sizes = microbatch_sizes(b, m)
+    slot_group = np.repeat(np.arange(m), sizes)
+    path = load_path(workload, worker_seeds(seed, r), b, steps, slot_group=slot_group,
+                     init=init, replay=replay)
+    mb_loads = path.loads  # (r*m, steps), group w*m + k
+    att = np.ascontiguousarray(mb_loads.T) * c.alpha_A  # (steps, r*m), C order
+    att += c.beta_A * share
+    att = att.reshape(steps, r, m)
+    tokens = sizes * (r if c.comm_scales_with == "rB" else 1)
+    t_comm = (c.alpha_C * tokens + c.beta_C * share).tolist()
+    t_ffn = (c.alpha_F * r * sizes + c.beta_F * share).tolist()
+
+    done = np.empty(steps)  # completion time of each step
+    worker_free = np.zeros(r)
+    back = [0.0] * m  # when each microbatch's input for the next step is back
+    out_free = ffn_free = back_free = 0.0
+    ready = np.empty((r, m))
+    for s in range(steps):
+        t_a = att[s]
+        cum = np.cumsum(t_a, axis=1)
+        # worker w: finish_k = max(finish_{k-1}, back_k) + t_a[w, k], in closed form
+        np.subtract(back, cum - t_a, out=ready)
+        np.maximum(ready[:, 0], worker_free, out=ready[:, 0])
+        finish = np.maximum.accumulate(ready, axis=1)
+        finish += cum
+        worker_free = finish[:, -1]
+        arrived = finish.max(axis=0).tolist()  # all r parts of microbatch k are done
+        sent = _chain(arrived, t_comm, out_free)
+        out_free = sent[-1]
+        ffn_done = _chain(sent, t_ffn, ffn_free)
+        ffn_free = ffn_done[-1]
+        back = _chain(ffn_done, t_comm, back_free)
+        back_free = back[-1]
+        done[s] = back_free
+    step_time = np.diff(done, prepend=0.0)
+    worker_att = att.sum(axis=2).T  # (r, steps)
+    loads = mb_loads.reshape(r, m, steps).sum(axis=1)
+    measured = steps - warmup
+    elapsed = float(done[-1] - (done[warmup - 1] if warmup else 0.0))
+    return summarize(
+        engine="pipeline", bundle=bundle, steps=steps, warmup=warmup, init=init,
+        lengths="replay" if replay else "resample", microbatches=m,
+        step_time=step_time, loads=loads, attention_time=worker_att,
+        attention_busy=float(worker_att[:, warmup:].sum()), comm_busy=sum(t_comm) * measured,
+        ffn_busy=sum(t_ffn) * measured, elapsed=elapsed, requests=path.requests,
+        record=record, n_batches=n_batches)

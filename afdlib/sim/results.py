@@ -1,0 +1,243 @@
+"""What a simulation reports: throughput with a confidence interval, idle time, barrier.
+
+Confidence intervals come from *batch means*: the measured steps are cut into
+``n_batches`` consecutive batches, whose means are nearly independent when a batch is
+much longer than the correlation time of the step time (a few request lifetimes), and a
+Student-t interval is taken over the batch means. Throughput per instance is a
+decreasing function of the mean step time, so its interval is the image of the step
+time's interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from afdlib.errors import AfdInputError
+
+__all__ = ["SimResult", "StepRecords", "batch_means", "autocorrelation_time"]
+
+
+@dataclass(frozen=True, eq=False)
+class StepRecords:
+    """Per-step records of a run (warm-up steps included).
+
+    Attributes
+    ----------
+    step_time : ndarray, shape (steps,)
+        Duration of each step (s). In the pipelined engine: time between the completions
+        of consecutive steps (the last microbatch's return).
+    loads : ndarray, shape (steps, r)
+        Token load of each Attention worker at each step (tokens).
+    attention_time : ndarray, shape (steps, r)
+        Attention busy time of each worker in each step (s).
+    """
+
+    step_time: np.ndarray
+    loads: np.ndarray
+    attention_time: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class SimResult:
+    """Summary of one simulation run (statistics over the steps after the warm-up).
+
+    Attributes
+    ----------
+    engine : str
+        ``"step"``, ``"pipeline"`` or ``"reference"``.
+    ratio, batch : int
+        The bundle, ``r`` and ``B``.
+    steps, warmup : int
+        Steps simulated and leading steps left out of the statistics.
+    init : str
+        Start state, ``"stationary"`` or ``"cold"``.
+    lengths : str
+        ``"resample"`` (i.i.d. requests) or ``"replay"`` (trace rows in order).
+    microbatches : int
+        Microbatches per Attention worker (1 for the step engine).
+    mean_step_time : float
+        Mean step duration ``E[tau]`` (s).
+    step_time_ci95 : tuple of float
+        95% batch-means interval for ``E[tau]`` (s); NaN when too few steps.
+    throughput_per_instance : float
+        ``r B / ((r + 1) E[tau])`` (tokens/s per instance).
+    throughput_ci95 : tuple of float
+        Its 95% interval (tokens/s per instance).
+    attention_idle, comm_idle, ffn_idle : float
+        Fraction of time an Attention worker (averaged over workers), the communication
+        link, and the FFN worker are idle.
+    barrier_overhead : float
+        Mean over steps of the slowest worker's attention time minus the mean worker's
+        (s).
+    mean_load, load_std : float
+        Mean and standard deviation of a worker's token load over workers and steps
+        (tokens).
+    requests : int
+        Requests started during the run.
+    records : StepRecords or None
+        Per-step records when asked for.
+    """
+
+    engine: str
+    ratio: int
+    batch: int
+    steps: int
+    warmup: int
+    init: str
+    lengths: str
+    microbatches: int
+    mean_step_time: float
+    step_time_ci95: tuple[float, float]
+    throughput_per_instance: float
+    throughput_ci95: tuple[float, float]
+    attention_idle: float
+    comm_idle: float
+    ffn_idle: float
+    barrier_overhead: float
+    mean_load: float
+    load_std: float
+    requests: int
+    records: StepRecords | None = field(default=None, repr=False)
+
+    @property
+    def measured_steps(self) -> int:
+        """Steps the statistics are taken over, ``steps - warmup``."""
+        return self.steps - self.warmup
+
+    @property
+    def relative_halfwidth(self) -> float:
+        """Half-width of the step-time interval relative to the mean (dimensionless)."""
+        lo, hi = self.step_time_ci95
+        return (hi - lo) / (2.0 * self.mean_step_time)
+
+    def steps_for_precision(self, relative_halfwidth: float) -> int:
+        """Measured steps needed for a 95% interval of the given relative half-width.
+
+        The half-width of a batch-means interval shrinks like ``1 / sqrt(steps)``, so
+        ``steps_needed = measured_steps * (current / target)**2``.
+
+        Parameters
+        ----------
+        relative_halfwidth : float
+            Target half-width divided by the mean, e.g. 0.01 for +-1%.
+        """
+        if not (isinstance(relative_halfwidth, (int, float)) and relative_halfwidth > 0):
+            raise AfdInputError(f"relative_halfwidth must be > 0, got {relative_halfwidth!r}")
+        current = self.relative_halfwidth
+        if not math.isfinite(current):
+            raise AfdInputError("this run has no confidence interval (too few steps)")
+        return int(math.ceil(self.measured_steps * (current / relative_halfwidth) ** 2))
+
+    def to_dict(self) -> dict:
+        """The JSON-ready summary (without the per-step records)."""
+        out = {k: v for k, v in asdict(self).items() if k != "records"}
+        out["measured_steps"] = self.measured_steps
+        out["step_time_ci95"] = list(self.step_time_ci95)
+        out["throughput_ci95"] = list(self.throughput_ci95)
+        return out
+
+
+def batch_means(x, n_batches: int = 20, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of a stationary series and a batch-means confidence interval.
+
+    Parameters
+    ----------
+    x : array_like, shape (n,)
+        The series (e.g. step times, s).
+    n_batches : int
+        Number of consecutive batches, >= 2. With fewer than ``2 * n_batches``
+        observations the interval is NaN.
+    confidence : float
+        Level of the interval.
+
+    Returns
+    -------
+    mean, lo, hi : float
+        The overall mean and the interval's ends.
+    """
+    x = np.asarray(x, dtype=float)
+    mean = float(x.mean())
+    if n_batches < 2 or x.size < 2 * n_batches:
+        return mean, math.nan, math.nan
+    size = x.size // n_batches
+    tail = x[x.size - size * n_batches:]  # drop the oldest remainder
+    means = tail.reshape(n_batches, size).mean(axis=1)
+    se = float(means.std(ddof=1)) / math.sqrt(n_batches)
+    q = float(stats.t.ppf(0.5 + confidence / 2.0, n_batches - 1))
+    return mean, mean - q * se, mean + q * se
+
+
+def autocorrelation_time(x, *, window: float = 5.0) -> float:
+    """Integrated autocorrelation time of a series (steps), with Sokal's window.
+
+    ``tau_int = 1 + 2 sum_{k>=1} rho(k)``, summed up to the first lag ``M >= window *
+    tau_int(M)``. The variance of the mean of ``n`` steps is about ``Var(x) tau_int / n``.
+
+    Parameters
+    ----------
+    x : array_like, shape (n,)
+    window : float
+        Sokal's constant (5 is customary).
+
+    Returns
+    -------
+    float
+        ``tau_int`` in steps (1 for an uncorrelated series).
+    """
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    if n < 4:
+        raise AfdInputError("autocorrelation time needs at least 4 observations")
+    y = x - x.mean()
+    size = 1 << (2 * n - 1).bit_length()
+    f = np.fft.rfft(y, size)
+    acov = np.fft.irfft(f * np.conj(f), size)[:n]
+    if acov[0] <= 0:
+        return 1.0
+    rho = acov / acov[0]
+    tau = 2.0 * np.cumsum(rho) - 1.0
+    lags = np.arange(n)
+    ok = lags >= window * tau
+    m = int(np.argmax(ok)) if ok.any() else n - 1
+    return float(tau[m])
+
+
+def _fraction(x: float) -> float:
+    """An idle fraction, with rounding noise around 0 (a busy resource) set to 0."""
+    x = float(x)
+    return 0.0 if -1e-9 < x < 0.0 else x
+
+
+def summarize(*, engine, bundle, steps, warmup, init, lengths, microbatches, step_time,
+              loads, attention_time, attention_busy, comm_busy, ffn_busy, elapsed,
+              requests, record, n_batches) -> SimResult:
+    """Build a :class:`SimResult` from per-step arrays (internal to the engines).
+
+    ``step_time`` (steps,), ``loads`` and ``attention_time`` (r, steps: workers are rows)
+    cover all steps; the busy totals (s, summed over measured steps; attention summed
+    over workers) and ``elapsed`` (s) cover the measured steps only.
+    """
+    tau = step_time[warmup:]
+    mean, lo, hi = batch_means(tau, n_batches)
+    att = attention_time[:, warmup:]
+    barrier = float(np.mean(att.max(axis=0) - att.mean(axis=0)))
+    w_loads = loads[:, warmup:]
+    load_mean = float(w_loads.mean())
+    return SimResult(
+        engine=engine, ratio=bundle.ratio, batch=bundle.batch, steps=steps, warmup=warmup,
+        init=init, lengths=lengths, microbatches=microbatches,
+        mean_step_time=mean, step_time_ci95=(lo, hi),
+        throughput_per_instance=float(bundle.throughput(mean)),
+        throughput_ci95=(float(bundle.throughput(hi)), float(bundle.throughput(lo))),
+        attention_idle=_fraction(1.0 - attention_busy / (bundle.ratio * elapsed)),
+        comm_idle=_fraction(1.0 - comm_busy / elapsed),
+        ffn_idle=_fraction(1.0 - ffn_busy / elapsed),
+        barrier_overhead=barrier,
+        mean_load=load_mean, load_std=float(np.sqrt(np.mean((w_loads - load_mean) ** 2))),
+        requests=int(requests),
+        records=StepRecords(step_time, loads.T, attention_time.T) if record else None,
+    )

@@ -1,0 +1,129 @@
+"""Run an engine by name, and sweep it over a range of ratios."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from afdlib.errors import AfdInputError
+from afdlib.sim.bundle import Bundle, check_int
+from afdlib.sim.pipeline import simulate_pipeline
+from afdlib.sim.progress import ProgressBar
+from afdlib.sim.results import SimResult
+from afdlib.sim.step import simulate_step
+
+__all__ = ["ENGINES", "simulate", "sweep", "SweepResult"]
+
+ENGINES = ("step", "pipeline")
+
+
+def simulate(workload, bundle: Bundle, *, engine: str = "step", microbatches: int = 2,
+             intercepts: str = "per_microbatch", **options) -> SimResult:
+    """Run the named engine.
+
+    Parameters
+    ----------
+    workload, bundle
+        As for :func:`afdlib.sim.simulate_step`.
+    engine : {"step", "pipeline"}
+    microbatches, intercepts
+        Pipeline options (ignored by the step engine).
+    **options
+        ``steps``, ``seed``, ``init``, ``replay``, ``warmup``, ``record``, ``n_batches``.
+    """
+    if engine == "step":
+        return simulate_step(workload, bundle, **options)
+    if engine == "pipeline":
+        return simulate_pipeline(workload, bundle, microbatches=microbatches,
+                                 intercepts=intercepts, **options)
+    raise AfdInputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class SweepResult:
+    """Simulations of one workload and coefficients over a range of ratios.
+
+    Attributes
+    ----------
+    ratios : ndarray of int
+        The ratios r, increasing.
+    results : tuple of SimResult
+        One run per ratio.
+    """
+
+    ratios: np.ndarray
+    results: tuple[SimResult, ...]
+
+    @property
+    def throughput(self) -> np.ndarray:
+        """Throughput per instance at each ratio (tokens/s per instance)."""
+        return np.array([x.throughput_per_instance for x in self.results])
+
+    @property
+    def throughput_ci95(self) -> np.ndarray:
+        """Intervals, shape (ratios, 2) (tokens/s per instance)."""
+        return np.array([x.throughput_ci95 for x in self.results])
+
+    @property
+    def best_ratio(self) -> int:
+        """The ratio with the highest simulated throughput per instance."""
+        return int(self.ratios[int(np.argmax(self.throughput))])
+
+    def column(self, name: str) -> np.ndarray:
+        """Any numeric :class:`SimResult` field across the sweep, e.g. ``"ffn_idle"``."""
+        return np.array([getattr(x, name) for x in self.results], dtype=float)
+
+    def rows(self) -> list[dict]:
+        """JSON-ready rows ``{ratio, throughput_per_instance, ...}``."""
+        return [{"ratio": int(r), "throughput_per_instance": x.throughput_per_instance,
+                 "throughput_ci95": list(x.throughput_ci95),
+                 "mean_step_time": x.mean_step_time, "attention_idle": x.attention_idle,
+                 "ffn_idle": x.ffn_idle, "barrier_overhead": x.barrier_overhead}
+                for r, x in zip(self.ratios, self.results, strict=True)]
+
+
+def sweep(workload, batch: int, coeffs, ratios, *, engine: str = "step", seed=0,
+          progress: bool | None = False, stream=None, **options) -> SweepResult:
+    """Simulate the bundle at each ratio with common random numbers.
+
+    The same seed is used at every ratio; since worker w's requests depend only on the
+    seed and w, the r workers at ratio r are the first r workers at any larger ratio,
+    which makes differences between ratios much less noisy than independent runs.
+
+    Parameters
+    ----------
+    workload : IndependentLengths or JointLengths
+    batch : int
+        Slots per Attention worker, B.
+    coeffs : StepCoefficients
+    ratios : iterable of int
+        Ratios to simulate, each >= 1 (sorted, duplicates dropped).
+    engine : {"step", "pipeline"}
+    seed : int or numpy.random.SeedSequence
+        Shared by all ratios.
+    progress : bool or None
+        Draw a progress bar: True always, None when ``stream`` is a terminal, False
+        never (default).
+    stream : file-like, optional
+        Where the bar goes (default ``sys.stderr``).
+    **options
+        Passed to :func:`simulate` (``steps``, ``init``, ``warmup``, ``microbatches``...).
+
+    Returns
+    -------
+    SweepResult
+    """
+    if isinstance(seed, np.random.Generator):
+        raise AfdInputError("sweep needs a reproducible seed (int or SeedSequence) so that "
+                            "every ratio sees the same requests")
+    values = sorted({check_int("ratio r", r, minimum=1) for r in ratios})
+    if not values:
+        raise AfdInputError("no ratios to sweep")
+    results = []
+    with ProgressBar(len(values), stream=stream, enabled=progress, label="sweep ") as bar:
+        for r in values:
+            results.append(simulate(workload, Bundle(r, batch, coeffs), engine=engine,
+                                    seed=seed, **options))
+            bar.update(1, note=f"r={r}")
+    return SweepResult(np.array(values), tuple(results))
