@@ -54,6 +54,7 @@ __all__ = [
     "estimate_load",
     "decode_steps_from_output",
     "sample_stationary_slots",
+    "slot_load_path",
     "parse_length_law",
 ]
 
@@ -905,6 +906,47 @@ def sample_stationary_slots(workload: Workload, rng: np.random.Generator,
     position = np.floor(rng.random(size) * decode).astype(np.int64)
     position = np.minimum(position, decode - 1)
     return prompt + position, decode - position
+
+
+def slot_load_path(workload: Workload, rng: np.random.Generator,
+                   steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Load of one slot over ``steps`` consecutive decode steps from a cold start.
+
+    The slot takes a fresh request, reads ``P + j`` tokens at its j-th step, and takes the
+    next request the step after its last one.
+
+    Parameters
+    ----------
+    workload : IndependentLengths or JointLengths
+    rng : numpy.random.Generator
+    steps : int
+        Number of steps, >= 1.
+
+    Returns
+    -------
+    load : ndarray of int64
+        Cached tokens the slot reads at each step (tokens).
+    request : ndarray of int64
+        Index (0, 1, ...) of the request the slot serves at each step.
+    """
+    steps = _check_integer("steps", steps, minimum=1)
+    # draw requests in batches until they cover the horizon
+    prompts, decodes, covered = [], [], 0
+    batch = 64
+    while covered < steps:
+        p, d = workload.sample_requests(rng, batch)
+        prompts.append(p)
+        decodes.append(d)
+        covered += int(d.sum())
+        batch *= 2
+    p = np.concatenate(prompts)
+    d = np.concatenate(decodes)
+    n = int(np.searchsorted(np.cumsum(d), steps) + 1)
+    p, d = p[:n], d[:n]
+    request = np.repeat(np.arange(n), d)[:steps]
+    starts = np.concatenate([[0], np.cumsum(d)[:-1]])
+    position = np.arange(steps) - starts[request]
+    return p[request] + position, request
 
 
 # ---------------------------------------------------------------------------
