@@ -1,0 +1,114 @@
+"""``afd provision``: the optimal Attention/FFN ratio (mean field and barrier) for a workload."""
+
+from __future__ import annotations
+
+import argparse
+
+from afdlib.cli._common import (
+    CliError,
+    add_coefficient_arguments,
+    add_trace_arguments,
+    emit_json,
+    finite_float,
+    load_trace_requests,
+    positive_int,
+    resolve_coefficients,
+)
+
+
+def _positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def register(subparsers) -> None:
+    """Add the ``provision`` subcommand."""
+    p = subparsers.add_parser(
+        "provision", help="optimal A/F ratio: mean-field closed form and barrier refinement",
+        description="Size an rA-1F bundle: the mean-field optimum r* = max(r_A, r_C, r_peak) "
+                    "(or its generalization when communication grows with r), its regime, the "
+                    "best integer ratio of the mean-field and of the Gaussian barrier model, and "
+                    "the throughput per instance at every ratio 1..R. The workload is a trace, "
+                    "or theta and load_std (tokens) given directly.")
+    add_trace_arguments(p, positional=False)
+    p.add_argument("--theta", type=_nonnegative_float, metavar="X",
+                   help="per-slot stationary mean load (tokens), instead of --trace")
+    p.add_argument("--load-std", type=_nonnegative_float, metavar="S",
+                   help="per-slot stationary load standard deviation (tokens), with --theta")
+    p.add_argument("--batch", type=positive_int, required=True, metavar="B",
+                   help="slots per Attention worker")
+    add_coefficient_arguments(p)
+    p.add_argument("--max-ratio", type=positive_int, metavar="R",
+                   help="largest ratio of the table and of the integer search (default: "
+                        "max(32, 2 x the larger continuous optimum), at most 4096)")
+    p.add_argument("--price-attention", type=_positive_float, default=1.0, metavar="P",
+                   help="price of an Attention instance (default 1)")
+    p.add_argument("--price-ffn", type=_positive_float, default=1.0, metavar="P",
+                   help="price of an FFN instance (default 1); with unequal prices the "
+                        "objective is tokens/s per price unit")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def _workload(args) -> tuple[float, float, str]:
+    have_direct = args.theta is not None or args.load_std is not None
+    if args.trace is not None and have_direct:
+        raise CliError("give either --trace or --theta/--load-std, not both")
+    if args.trace is not None:
+        from afdlib.workload import estimate_load
+
+        trace, requests = load_trace_requests(args)
+        est = estimate_load(requests.prompt, requests.decode)
+        return est.theta, est.load_std, trace.name
+    if args.theta is None or args.load_std is None:
+        raise CliError("give a workload: --trace TRACE, or both --theta X and --load-std S")
+    return args.theta, args.load_std, "given theta and load_std"
+
+
+def run(args) -> int:
+    """Compute and print the provisioning result."""
+    from afdlib.provision import InstancePrices, provision
+
+    theta, load_std, source = _workload(args)
+    coeffs = resolve_coefficients(args, batch=args.batch, theta=theta)
+    prices = InstancePrices(attention=args.price_attention, ffn=args.price_ffn)
+    result = provision(coeffs, theta, load_std, args.batch, max_ratio=args.max_ratio,
+                       prices=prices)
+    out = result.to_dict()
+    out["workload"] = source
+    if args.json:
+        emit_json(out)
+        return 0
+    mf = result.mean_field
+    unit = out["throughput_unit"]
+    print(f"workload        {source}: theta {theta:.2f} tokens, load std {load_std:.2f} tokens")
+    print(f"batch           {args.batch} slots per Attention worker; communication scales "
+          f"with {coeffs.comm_scales_with}")
+    print(f"r_A, r_C        {mf.r_A:.3f}, {mf.r_C:.3f}")
+    print(f"r_peak          {mf.r_peak:.3f}")
+    print(f"r* (closed)     {mf.r_star:.4f}  = {mf.formula}, {mf.regime}-bound regime "
+          f"(direct search: {result.r_star_numeric:.4f})")
+    print(f"r* (barrier)    {result.barrier.r_star:.4f}")
+    print(f"best integer    mean field {result.r_int_mean_field}, barrier "
+          f"{result.barrier.r_int}  (ratios 1..{result.max_ratio})")
+    lo = max(1, min(result.r_int_mean_field, result.barrier.r_int) - 3)
+    hi = min(result.max_ratio, max(result.r_int_mean_field, result.barrier.r_int) + 3)
+    print(f"{'ratio':>7} {'mean field':>14} {'barrier':>14}   ({unit})")
+    for r in range(lo, hi + 1):
+        mark = []
+        if r == result.r_int_mean_field:
+            mark.append("mean-field best")
+        if r == result.barrier.r_int:
+            mark.append("barrier best")
+        print(f"{r:>7} {result.throughput_mean_field[r - 1]:>14.1f} "
+              f"{result.throughput_barrier[r - 1]:>14.1f}   {', '.join(mark)}")
+    return 0

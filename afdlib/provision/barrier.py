@@ -1,0 +1,406 @@
+r"""The barrier-aware refinement: the slowest of r Attention workers sets the step.
+
+In the Gaussian model each worker's token load is ``T_w ~ Normal(B theta, B sigma^2)``,
+independent across the r workers, so its attention time is
+``mu_A + sigma_A Z_w`` with ``mu_A = alpha_A B theta + beta_A`` and
+``sigma_A = alpha_A sqrt(B) sigma``. With ``G = max(t_C, t_F)`` the rest of the step,
+
+.. math::
+
+    E[\tau] = E[\max(G, \mu_A + \sigma_A \max_{w \le r} Z_w)]
+            = G + \sigma_A \int_z^\infty (1 - \Phi(x)^r)\, dx,
+    \qquad z = (G - \mu_A) / \sigma_A .
+
+The integral ``I_r(z) = E[(Y_r - z)^+]`` (``Y_r`` the maximum of r standard normals) is
+computed here without cancellation for every z and for r from below 1 to millions:
+
+* for ``z`` at or above the median ``c_r`` of ``Y_r`` it is the upper integral
+  ``J_r(z) = int_z^inf S(x) dx`` of the survival function ``S = 1 - Phi^r``;
+* below the median, ``I_r(z) = E[Y_r] - z + K_r(z)`` with the lower integral
+  ``K_r(z) = int_{-inf}^z Phi(x)^r dx``, so no long stretch where ``S`` is 1 is integrated.
+
+Both integrands are log-concave, so their e-folding length is largest at the end point
+``z``; each integral is mapped to ``t in [0, 1)`` by ``x = z +- l t / (1 - t)`` with ``l`` that
+length (inverse hazard) and done by Gauss-Legendre quadrature, with the integrand in log
+space (``log(1 - Phi^r)`` from ``log Q(x)`` when ``Phi(x)^r`` rounds to 1).
+Everything broadcasts over ``z`` and ``r``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from afdlib.errors import AfdInputError
+from afdlib.provision._common import (
+    as_prices,
+    check_coefficients,
+    check_ratio,
+    check_scalar,
+)
+
+__all__ = [
+    "expected_max_normal",
+    "expected_excess",
+    "max_normal_median",
+    "barrier_moments",
+    "expected_step_time",
+    "step_time_decomposition",
+    "throughput_barrier",
+    "BarrierRatio",
+    "barrier_ratio",
+]
+
+_N_NODES = 96
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(_N_NODES)
+_T = 0.5 * (_NODES + 1.0)          # Gauss-Legendre nodes on (0, 1)
+_W = 0.5 * _WEIGHTS
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _check_r(r) -> np.ndarray:
+    arr = np.asarray(r, dtype=float)
+    if arr.size and (not np.all(np.isfinite(arr)) or np.any(arr <= 0)):
+        raise AfdInputError("the number of workers r must be finite and > 0")
+    return arr
+
+
+def _log_neg_log_cdf(x: np.ndarray) -> np.ndarray:
+    """``log(-log Phi(x))`` for every real x, without underflow for large x."""
+    x = np.asarray(x, dtype=float)
+    out = np.empty_like(x)
+    neg = x <= 0
+    out[neg] = np.log(-special.log_ndtr(x[neg]))
+    xp = x[~neg]
+    log_q = special.log_ndtr(-xp)                     # log Q(x), accurate for all x
+    q = np.exp(log_q)
+    # -log Phi = -log1p(-q) = q * (1 + q/2 + ...); the factor is 1 when q underflows
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(q > 1e-300, -np.log1p(-q) / np.where(q > 1e-300, q, 1.0), 1.0)
+    out[~neg] = log_q + np.log(factor)
+    return out
+
+
+def _log1mexp_of_log(u: np.ndarray) -> np.ndarray:
+    """``log(1 - exp(-e^u))``: the log survival function written in ``u = log(r (-log Phi))``."""
+    u = np.asarray(u, dtype=float)
+    out = np.empty_like(u)
+    small = u < -30.0                                  # 1 - exp(-a) = a (1 - a/2 + ...)
+    out[small] = u[small] - 0.5 * np.exp(u[small])
+    a = np.exp(u[~small])
+    out[~small] = np.where(a < math.log(2.0), np.log(-np.expm1(-a)), np.log1p(-np.exp(-a)))
+    return out
+
+
+def _log_sf(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``log(1 - Phi(x)^r)``."""
+    return _log1mexp_of_log(np.log(r) + _log_neg_log_cdf(x))
+
+
+def _log_pdf_max(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Log density of the maximum of r standard normals, ``log(r phi(x) Phi(x)^(r-1))``."""
+    return np.log(r) - 0.5 * x * x - _LOG_SQRT_2PI + (r - 1.0) * special.log_ndtr(x)
+
+
+def max_normal_median(r) -> np.ndarray:
+    """Median of the maximum of ``r`` independent standard normals, ``Phi^{-1}(2^{-1/r})``.
+
+    Parameters
+    ----------
+    r : array_like
+        Number of workers (> 0; non-integers give the continuous extension ``Phi^r``).
+
+    Returns
+    -------
+    ndarray
+        The median (standard-normal units).
+    """
+    r = _check_r(r)
+    # Phi^{-1}(1 - p) = -Phi^{-1}(p) with p = 1 - 2^{-1/r} computed without cancellation
+    return -special.ndtri(-np.expm1(-math.log(2.0) / r))
+
+
+def _upper_integral(z: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``J_r(z) = int_z^inf (1 - Phi(x)^r) dx`` for z at or above the median (any z works)."""
+    log_s0 = _log_sf(z, r)
+    log_len = log_s0 - _log_pdf_max(z, r)              # inverse hazard: e-folding length at z
+    length = np.exp(log_len)[..., None]
+    t = _T
+    x = z[..., None] + length * t / (1.0 - t)
+    log_f = _log_sf(x, r[..., None]) + np.log(length) - 2.0 * np.log1p(-t) + np.log(_W)
+    top = np.max(log_f, axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.exp(top[..., 0]) * np.sum(np.exp(log_f - top), axis=-1)
+
+
+def _lower_integral(z: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``K_r(z) = int_{-inf}^z Phi(x)^r dx`` for z at or below the median (any z works)."""
+    log_f0 = r * special.log_ndtr(z)
+    log_len = log_f0 - _log_pdf_max(z, r)              # F / f of the maximum at z
+    length = np.exp(log_len)[..., None]
+    t = _T
+    x = z[..., None] - length * t / (1.0 - t)
+    log_f = (r[..., None] * special.log_ndtr(x) + np.log(length) - 2.0 * np.log1p(-t)
+             + np.log(_W))
+    top = np.max(log_f, axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.exp(top[..., 0]) * np.sum(np.exp(log_f - top), axis=-1)
+
+
+def expected_max_normal(r) -> np.ndarray:
+    """Exact ``E[max(Z_1, ..., Z_r)]`` for independent standard normals.
+
+    Computed as ``c + J_r(c) - K_r(c)`` at the median ``c`` of the maximum (see the module
+    docstring), accurate to about 1e-13 for r from below 1 to beyond 1e6.
+
+    Parameters
+    ----------
+    r : array_like
+        Number of workers (> 0; real values use the CDF ``Phi^r``).
+
+    Returns
+    -------
+    ndarray
+        ``E[max]`` (standard-normal units); 0 at r = 1, ``1/sqrt(pi)`` at r = 2.
+    """
+    r = _check_r(r)
+    c = max_normal_median(r)
+    out = c + _upper_integral(c, r) - _lower_integral(c, r)
+    return out[()] if out.ndim == 0 else out
+
+
+def expected_excess(z, r) -> np.ndarray:
+    r"""``I_r(z) = E[(max_{w<=r} Z_w - z)^+] = \int_z^\infty (1 - \Phi(x)^r) dx``.
+
+    Parameters
+    ----------
+    z : array_like
+        Threshold (standard-normal units), any real; broadcasts with ``r``.
+    r : array_like
+        Number of workers (> 0).
+
+    Returns
+    -------
+    ndarray
+        The expected excess (standard-normal units), ``> 0``; about ``E[max] - z`` for very
+        negative z and ``r phi(z) / z^2`` for large z (relative accuracy kept until the value
+        underflows double precision).
+    """
+    z = np.asarray(z, dtype=float)
+    if z.size and np.any(np.isnan(z)):
+        raise AfdInputError("threshold z must not be NaN")
+    r = _check_r(r)
+    z, r = np.broadcast_arrays(z, r)
+    z = np.array(z, dtype=float)
+    r = np.array(r, dtype=float)
+    out = np.empty(z.shape)
+    pos_inf = np.isposinf(z)
+    neg_inf = np.isneginf(z)
+    out[pos_inf] = 0.0
+    out[neg_inf] = np.inf
+    ok = ~(pos_inf | neg_inf)
+    zf, rf = z[ok], r[ok]
+    c = max_normal_median(rf)
+    above = zf >= c
+    res = np.empty(zf.shape)
+    res[above] = _upper_integral(zf[above], rf[above])
+    below = ~above
+    if np.any(below):
+        rb, cb = rf[below], c[below]
+        mean_max = cb + _upper_integral(cb, rb) - _lower_integral(cb, rb)
+        res[below] = mean_max - zf[below] + _lower_integral(zf[below], rb)
+    out[ok] = res
+    return out[()] if out.ndim == 0 else out
+
+
+# ---------------------------------------------------------------------------
+# The step time of the barrier model
+# ---------------------------------------------------------------------------
+
+
+def barrier_moments(coeffs, theta, load_std, batch) -> tuple[float, float]:
+    """Mean and standard deviation of one worker's attention time in the Gaussian model.
+
+    Parameters
+    ----------
+    coeffs : afdlib.costs.StepCoefficients
+    theta : float
+        Per-slot stationary mean load (tokens), >= 0.
+    load_std : float
+        Per-slot stationary load standard deviation sigma (tokens), >= 0.
+    batch : float
+        Slots per Attention worker B, > 0.
+
+    Returns
+    -------
+    mu_A, sigma_A : float
+        ``alpha_A B theta + beta_A`` and ``alpha_A sqrt(B) sigma`` (s).
+    """
+    coeffs = check_coefficients(coeffs)
+    theta = check_scalar("theta", theta)
+    load_std = check_scalar("load_std", load_std)
+    batch = check_scalar("batch", batch, strict=True)
+    mu = coeffs.alpha_A * batch * theta + coeffs.beta_A
+    sd = coeffs.alpha_A * math.sqrt(batch) * load_std
+    return mu, sd
+
+
+def _rest_of_step(coeffs, batch, ratio):
+    """``G = max(t_C, t_F)`` (s) for each ratio."""
+    return np.maximum(coeffs.comm_time(ratio, batch), coeffs.ffn_time(ratio, batch))
+
+
+def expected_step_time(coeffs, theta, load_std, batch, ratio) -> np.ndarray:
+    r"""Expected step time of the barrier model, ``G + sigma_A I_r((G - mu_A)/sigma_A)``.
+
+    Parameters
+    ----------
+    coeffs : afdlib.costs.StepCoefficients
+    theta : float
+        Per-slot mean load (tokens), >= 0.
+    load_std : float
+        Per-slot load standard deviation (tokens), >= 0; 0 gives the mean-field step time.
+    batch : float
+        Slots per Attention worker B, > 0.
+    ratio : array_like
+        Attention workers per FFN worker r, > 0 (vectorized).
+
+    Returns
+    -------
+    ndarray
+        ``E[tau]`` (s), same shape as ``ratio``.
+    """
+    mu, sd = barrier_moments(coeffs, theta, load_std, batch)
+    r = check_ratio(ratio)
+    g = _rest_of_step(coeffs, batch, r)
+    if sd == 0.0:
+        return np.maximum(g, mu)
+    z = (g - mu) / sd
+    return g + sd * expected_excess(z, r)
+
+
+def step_time_decomposition(coeffs, theta, load_std, batch, ratio) -> dict:
+    """Split the barrier model's expected step time into its parts.
+
+    ``E[tau] = mean_field + variability + barrier`` where
+
+    * ``mean_field = max(G, mu_A)`` is the mean-field step time;
+    * ``variability = E[max(G, mu_A + sigma_A Z)] - max(G, mu_A)`` is what a *single* random
+      worker adds (Jensen's gap of the convex ``max``; present even at r = 1);
+    * ``barrier = E[tau] - E[max(G, mu_A + sigma_A Z)]`` is what waiting for the slowest of r
+      workers adds (zero at r = 1).
+
+    Parameters
+    ----------
+    As :func:`expected_step_time`.
+
+    Returns
+    -------
+    dict of str -> ndarray
+        ``mean_field``, ``variability``, ``barrier``, ``expected`` (all s) and ``z``.
+    """
+    mu, sd = barrier_moments(coeffs, theta, load_std, batch)
+    r = check_ratio(ratio)
+    g = _rest_of_step(coeffs, batch, r)
+    mean_field = np.maximum(g, mu)
+    if sd == 0.0:
+        zero = np.zeros_like(mean_field)
+        z = np.where(g >= mu, np.inf, -np.inf)
+        return {"mean_field": mean_field, "variability": zero, "barrier": zero.copy(),
+                "expected": mean_field.copy(), "z": z}
+    z = (g - mu) / sd
+    one = g + sd * expected_excess(z, np.ones_like(r))
+    full = g + sd * expected_excess(z, r)
+    return {"mean_field": mean_field, "variability": one - mean_field, "barrier": full - one,
+            "expected": full, "z": z}
+
+
+def throughput_barrier(coeffs, theta, load_std, batch, ratio, prices=None) -> np.ndarray:
+    """Throughput per instance of the barrier model, ``r B / ((r + 1) E[tau])``.
+
+    Parameters
+    ----------
+    coeffs, theta, load_std, batch, ratio
+        As for :func:`expected_step_time`.
+    prices : InstancePrices, optional
+        Instance prices; the denominator becomes ``(r p_A + p_F) E[tau]`` (tokens/s per price
+        unit). Default: equal prices of 1 (tokens/s per instance).
+
+    Returns
+    -------
+    ndarray
+        Tokens per second per instance (or per price unit).
+    """
+    prices = as_prices(prices)
+    r = check_ratio(ratio)
+    tau = expected_step_time(coeffs, theta, load_std, batch, r)
+    return r * batch / (prices.bundle_cost(r) * tau)
+
+
+# ---------------------------------------------------------------------------
+# The barrier model's optimum
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BarrierRatio:
+    """Optimum of the barrier model's throughput (found numerically; it has no closed form).
+
+    Attributes
+    ----------
+    r_star : float
+        Maximizer of the barrier throughput over real ratios in the search interval.
+    throughput : float
+        Its value (tokens/s per instance, or per price unit).
+    r_int : int
+        Best integer ratio in ``1 .. max_ratio`` (throughputs compared at every integer).
+    throughput_int : float
+        Throughput at ``r_int``.
+    max_ratio : int
+        Largest integer ratio considered.
+    at_max_ratio : bool
+        True when ``r_int == max_ratio``: the best integer may lie beyond the range.
+    """
+
+    r_star: float
+    throughput: float
+    r_int: int
+    throughput_int: float
+    max_ratio: int
+    at_max_ratio: bool
+
+
+def barrier_ratio(coeffs, theta, load_std, batch, max_ratio: int = 64, prices=None, *,
+                  search: tuple[float, float] = (0.05, 1e5)) -> BarrierRatio:
+    """Best real and integer ratio of the barrier model.
+
+    Parameters
+    ----------
+    coeffs, theta, load_std, batch
+        As for :func:`expected_step_time`.
+    max_ratio : int
+        Largest integer ratio compared (>= 1).
+    prices : InstancePrices, optional
+        Instance prices (default equal).
+    search : (float, float)
+        Interval of real ratios searched for ``r_star`` (log grid + Brent).
+
+    Returns
+    -------
+    BarrierRatio
+    """
+    from afdlib.provision.meanfield import best_integer_ratio, maximize_ratio
+
+    barrier_moments(coeffs, theta, load_std, batch)  # validates
+
+    def objective(r):
+        return throughput_barrier(coeffs, theta, load_std, batch, r, prices)
+
+    r_star, lam = maximize_ratio(objective, search[0], search[1], grid=1201)
+    r_int, values = best_integer_ratio(objective, max_ratio)
+    return BarrierRatio(r_star=r_star, throughput=lam, r_int=r_int,
+                        throughput_int=float(values[r_int - 1]), max_ratio=int(max_ratio),
+                        at_max_ratio=r_int == int(max_ratio))
