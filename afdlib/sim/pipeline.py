@@ -33,7 +33,7 @@ from afdlib.sim.bundle import Bundle, check_int, check_run, check_workload, work
 from afdlib.sim.loads import load_path
 from afdlib.sim.results import SimResult, summarize
 
-__all__ = ["simulate_pipeline", "INTERCEPTS", "microbatch_sizes"]
+__all__ = ["simulate_pipeline", "pipeline_completion_times", "INTERCEPTS", "microbatch_sizes"]
 
 INTERCEPTS = ("per_microbatch", "per_step")
 
@@ -51,6 +51,62 @@ def _chain(ready, service, last):
         last = (u if u > last else last) + t
         out.append(last)
     return out
+
+
+def pipeline_completion_times(attention, comm, ffn) -> np.ndarray:
+    """Completion time of every step of the microbatch pipeline (exact event dynamics).
+
+    Microbatch k of step s is served, in this order, by its worker's attention
+    (``attention[s, w, k]``; the r workers in parallel), the dispatch link (``comm[k]``,
+    once all r parts are done), the FFN (``ffn[k]``) and the combine link (``comm[k]``);
+    its attention at step s + 1 can start once its combine is done. Every resource
+    serves microbatches in the order ``k = 0 .. m-1`` of step 0, then of step 1, ...,
+    starting when both the resource and the microbatch are ready; all start free at 0.
+
+    Parameters
+    ----------
+    attention : ndarray, shape (steps, r, m)
+        Attention time of each worker's part of each microbatch (s).
+    comm : sequence of float, length m
+        Transfer time of each microbatch in each direction (s).
+    ffn : sequence of float, length m
+        FFN time of each microbatch (s).
+
+    Returns
+    -------
+    ndarray, shape (steps,)
+        Time at which the last microbatch of each step is back at the workers (s).
+    """
+    attention = np.asarray(attention, dtype=float)
+    steps, r, m = attention.shape
+    comm = [float(x) for x in comm]
+    ffn = [float(x) for x in ffn]
+    if len(comm) != m or len(ffn) != m:
+        raise AfdInputError("comm and ffn need one time per microbatch")
+    done = np.empty(steps)
+    worker_free = np.zeros(r)
+    back = [0.0] * m  # when each microbatch's input for the next step is back
+    out_free = ffn_free = back_free = 0.0
+    ready = np.empty((r, m))
+    for s in range(steps):
+        t_a = attention[s]
+        cum = np.cumsum(t_a, axis=1)
+        # worker w: finish_k = max(finish_{k-1}, back_k) + t_a[w, k], in closed form
+        # finish_k = cum_k + max(worker_free, max_{j<=k} (back_j - cum_{j-1}))
+        np.subtract(back, cum - t_a, out=ready)
+        np.maximum(ready[:, 0], worker_free, out=ready[:, 0])
+        finish = np.maximum.accumulate(ready, axis=1)
+        finish += cum
+        worker_free = finish[:, -1]
+        arrived = finish.max(axis=0).tolist()  # all r parts of microbatch k are done
+        sent = _chain(arrived, comm, out_free)
+        out_free = sent[-1]
+        ffn_done = _chain(sent, ffn, ffn_free)
+        ffn_free = ffn_done[-1]
+        back = _chain(ffn_done, comm, back_free)
+        back_free = back[-1]
+        done[s] = back_free
+    return done
 
 
 def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps: int = 20_000,
@@ -121,28 +177,7 @@ def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps:
     t_comm = (c.alpha_C * tokens + c.beta_C * share).tolist()
     t_ffn = (c.alpha_F * r * sizes + c.beta_F * share).tolist()
 
-    done = np.empty(steps)  # completion time of each step
-    worker_free = np.zeros(r)
-    back = [0.0] * m  # when each microbatch's input for the next step is back
-    out_free = ffn_free = back_free = 0.0
-    ready = np.empty((r, m))
-    for s in range(steps):
-        t_a = att[s]
-        cum = np.cumsum(t_a, axis=1)
-        # worker w: finish_k = max(finish_{k-1}, back_k) + t_a[w, k], in closed form
-        np.subtract(back, cum - t_a, out=ready)
-        np.maximum(ready[:, 0], worker_free, out=ready[:, 0])
-        finish = np.maximum.accumulate(ready, axis=1)
-        finish += cum
-        worker_free = finish[:, -1]
-        arrived = finish.max(axis=0).tolist()  # all r parts of microbatch k are done
-        sent = _chain(arrived, t_comm, out_free)
-        out_free = sent[-1]
-        ffn_done = _chain(sent, t_ffn, ffn_free)
-        ffn_free = ffn_done[-1]
-        back = _chain(ffn_done, t_comm, back_free)
-        back_free = back[-1]
-        done[s] = back_free
+    done = pipeline_completion_times(att, t_comm, t_ffn)
     step_time = np.diff(done, prepend=0.0)
     worker_att = att.sum(axis=2).T  # (r, steps)
     loads = mb_loads.reshape(r, m, steps).sum(axis=1)
