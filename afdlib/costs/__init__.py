@@ -1,9 +1,35 @@
-"""Step-time models: the linear coefficients the provisioning rules use.
+"""Step-time models: the linear coefficients the provisioning rules use, and where they come from.
 
-Data flows workload -> **costs** -> provision -> sim. This package owns the linear
-step-time model (:class:`StepCoefficients` and its JSON file).
+Data flows workload -> **costs** -> provision -> sim. This package owns
+
+* the linear step-time model (:class:`StepCoefficients` and its JSON file);
+* model and hardware specifications (:mod:`afdlib.costs.specs`) and their presets
+  (:mod:`afdlib.costs.presets`, files in ``data/``);
+* the roofline derivation of the coefficients (:mod:`afdlib.costs.roofline`);
+* reading measured kernel tables (:mod:`afdlib.costs.kerneldb`), least-squares fits with
+  diagnostics (:mod:`afdlib.costs.fit`) and the committed fits (:mod:`afdlib.costs.measured`);
+* KV-cache memory feasibility (:mod:`afdlib.costs.memory`).
 """
 
 from afdlib.costs.coefficients import StepCoefficients, load_coefficients, save_coefficients
+from afdlib.costs.fit import (FitQuality, LinearFit, PlateauLineFit, fit_linear,
+                              fit_plateau_line, fit_quality, linearize)
+from afdlib.costs.memory import KVFeasibility, kv_feasibility, max_feasible_batch
+from afdlib.costs.presets import (DEFAULT_BATCH, DEFAULT_THETA, BundleCurves, PresetResult,
+                                  build_preset, bundle_curves, hardware_names, load_gpu,
+                                  load_model, model_names, parse_hardware, preset_coefficients)
+from afdlib.costs.roofline import (Efficiency, attention_roofline, comm_roofline,
+                                   ffn_roofline_time)
+from afdlib.costs.specs import Deployment, GPUSpec, ModelSpec
 
-__all__ = ["StepCoefficients", "load_coefficients", "save_coefficients"]
+__all__ = [
+    "StepCoefficients", "load_coefficients", "save_coefficients",
+    "ModelSpec", "GPUSpec", "Deployment",
+    "Efficiency", "attention_roofline", "ffn_roofline_time", "comm_roofline",
+    "FitQuality", "LinearFit", "PlateauLineFit", "fit_linear", "fit_plateau_line",
+    "fit_quality", "linearize",
+    "KVFeasibility", "kv_feasibility", "max_feasible_batch",
+    "DEFAULT_BATCH", "DEFAULT_THETA", "BundleCurves", "PresetResult", "build_preset",
+    "bundle_curves", "hardware_names", "load_gpu", "load_model", "model_names",
+    "parse_hardware", "preset_coefficients",
+]
