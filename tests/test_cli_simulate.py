@@ -1,0 +1,157 @@
+"""``afd simulate`` and ``afd sweep``: the JSON contract, agreement with an independent
+simulation, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from afdlib.cli import main
+from afdlib.costs import StepCoefficients, save_coefficients
+from afdlib.sim import Bundle, simulate_reference
+from afdlib.workload import Geometric, IndependentLengths
+
+COEFFS = StepCoefficients(alpha_A=1e-6, beta_A=1e-3, alpha_F=2e-5, beta_F=2e-3,
+                          alpha_C=1e-5, beta_C=2e-4)
+SIM_KEYS = {"throughput_per_instance", "mean_step_time", "attention_idle", "ffn_idle",
+            "barrier_overhead", "steps"}
+
+
+def run_cli(*args):
+    """Run ``python -m afdlib`` in a subprocess: what a user's shell sees."""
+    return subprocess.run([sys.executable, "-m", "afdlib", *args], capture_output=True,
+                          text=True, env=dict(os.environ), timeout=120)
+
+
+@pytest.fixture
+def coeffs_file(tmp_path):
+    path = tmp_path / "coeffs.json"
+    save_coefficients(COEFFS, path)
+    return str(path)
+
+
+def call(capsys, *args):
+    status = main(list(args))
+    captured = capsys.readouterr()
+    return status, captured
+
+
+def test_simulate_json_keys_and_agreement_with_the_reference_loop(coeffs_file, capsys):
+    status, cap = call(capsys, "simulate", "--prompt", "geometric:150,start=0", "--decode",
+                       "geometric:60", "--batch", "32", "--ratio", "4", "--coeffs",
+                       coeffs_file, "--steps", "20000", "--seed", "3", "--json")
+    assert status == 0
+    out = json.loads(cap.out)
+    assert SIM_KEYS <= set(out)
+    assert out["steps"] == 20000
+    lo, hi = out["throughput_ci95"]
+    assert lo < out["throughput_per_instance"] < hi
+    ref = simulate_reference(IndependentLengths(Geometric(150, start=0), Geometric(60)),
+                             Bundle(4, 32, COEFFS), steps=20000, seed=99)
+    assert out["throughput_per_instance"] == pytest.approx(ref.throughput_per_instance,
+                                                           rel=0.02)
+    assert 0 <= out["attention_idle"] <= 1 and 0 <= out["ffn_idle"] <= 1
+    assert out["barrier_overhead"] > 0
+
+
+def test_simulate_pipeline_and_cold_start_options(coeffs_file, capsys):
+    base = ["simulate", "--prompt", "geometric:150,start=0", "--decode", "geometric:60",
+            "--batch", "32", "--ratio", "4", "--coeffs", coeffs_file, "--steps", "3000"]
+    status, cap = call(capsys, *base, "--engine", "pipeline", "--microbatches", "4", "--json")
+    pipe = json.loads(cap.out)
+    assert status == 0 and pipe["engine"] == "pipeline" and pipe["microbatches"] == 4
+    status, cap = call(capsys, *base, "--init", "cold", "--warmup", "500", "--json")
+    cold = json.loads(cap.out)
+    assert status == 0 and cold["init"] == "cold" and cold["measured_steps"] == 2500
+    status, cap = call(capsys, *base)  # human-readable
+    assert status == 0 and "throughput" in cap.out and "barrier overhead" in cap.out
+
+
+def test_simulate_a_public_trace_resampled_and_replayed(coeffs_file, capsys):
+    from tests.conftest import public_trace_file
+
+    public_trace_file("sharegpt_8k")  # skips without the local trace folder
+    args = ["simulate", "--trace", "sharegpt_8k", "--batch", "16", "--ratio", "3",
+            "--coeffs", coeffs_file, "--steps", "2000", "--json"]
+    status, cap = call(capsys, *args)
+    assert status == 0 and json.loads(cap.out)["lengths"] == "resample"
+    status, cap = call(capsys, *args, "--replay", "--init", "cold")
+    assert status == 0 and json.loads(cap.out)["lengths"] == "replay"
+
+
+def test_sweep_json(coeffs_file, capsys):
+    status, cap = call(capsys, "sweep", "--prompt", "geometric:150,start=0", "--decode",
+                       "geometric:60", "--batch", "32", "--ratios", "1:12", "--coeffs",
+                       coeffs_file, "--steps", "2000", "--json")
+    assert status == 0
+    out = json.loads(cap.out)
+    ratios = [row["ratio"] for row in out["rows"]]
+    assert ratios == list(range(1, 13))
+    best = max(out["rows"], key=lambda row: row["throughput_per_instance"])
+    assert out["best_ratio"] == best["ratio"]
+    assert cap.err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_sweep_progress_bar_on_request(coeffs_file):
+    result = run_cli("sweep", "--prompt", "geometric:150,start=0", "--decode", "geometric:60",
+                     "--batch", "8", "--ratios", "1:3", "--coeffs", coeffs_file, "--steps",
+                     "300", "--json", "--progress")
+    assert result.returncode == 0
+    assert "3/3" in result.stderr
+    assert json.loads(result.stdout)["best_ratio"] in (1, 2, 3)
+
+
+LAWS = ["--prompt", "geometric:100", "--decode", "geometric:20"]
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["simulate", *LAWS, "--batch", "8", "--ratio", "0"], "--ratio"),
+    (["simulate", *LAWS, "--batch", "0", "--ratio", "2"], "--batch"),
+    (["simulate", *LAWS, "--batch", "8", "--ratio", "2", "--steps", "0"], "--steps"),
+    (["simulate", *LAWS, "--batch", "8", "--ratio", "nan"], "--ratio"),
+    (["simulate", *LAWS, "--batch", "8", "--ratio", "2", "--steps", "10", "--warmup", "10"],
+     "--warmup"),
+    (["simulate", *LAWS, "--batch", "8", "--ratio", "2", "--seed", "-3"], "--seed"),
+    (["simulate", *LAWS, "--batch", "8", "--ratio", "2", "--engine", "pipeline",
+      "--microbatches", "9"], "--microbatches"),
+    (["simulate", *LAWS, "--batch", "8", "--ratio", "2", "--engine", "pipeline",
+      "--microbatches", "1"], "--microbatches"),
+    (["simulate", *LAWS, "--batch", "8", "--ratio", "2", "--engine", "warp"], "--engine"),
+    (["simulate", *LAWS, "--batch", "8", "--ratio", "2", "--replay"], "--replay"),
+    (["simulate", "--prompt", "geometric:nan", "--decode", "geometric:20", "--batch", "8",
+      "--ratio", "2"], "geometric mean"),
+    (["simulate", "--prompt", "geometric:10", "--decode", "deterministic:0", "--batch", "8",
+      "--ratio", "2"], "decode"),
+    (["simulate", "--prompt", "geometric:10", "--batch", "8", "--ratio", "2"], "--decode"),
+    (["simulate", *LAWS, "--batch", "8"], "--ratio"),
+    (["sweep", *LAWS, "--batch", "8", "--ratios", "5:2"], "HI must be >= LO"),
+    (["sweep", *LAWS, "--batch", "8", "--ratios", "0:4"], "LO must be >= 1"),
+    (["sweep", *LAWS, "--batch", "8", "--ratios", "1:nan"], "integers"),
+    (["sweep", *LAWS, "--batch", "8", "--ratios", "4"], "LO:HI"),
+    (["sweep", *LAWS, "--batch", "8"], "--ratios"),
+])
+def test_bad_input_exits_2_with_one_line(coeffs_file, extra, fragment):
+    args = list(extra)
+    if "--coeffs" not in args:
+        args += ["--coeffs", coeffs_file]
+    result = run_cli(*args, "--json")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_coefficient_files_and_missing_presets(tmp_path):
+    bad = tmp_path / "nan.json"
+    bad.write_text('{"alpha_A": NaN, "beta_A": 0, "alpha_F": 1e-6, "beta_F": 0}')
+    result = run_cli("simulate", *LAWS, "--batch", "8", "--ratio", "2", "--coeffs", str(bad))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "nan.json" in result.stderr
+    result = run_cli("simulate", *LAWS, "--batch", "8", "--ratio", "2")
+    assert result.returncode == 2 and "--coeffs" in result.stderr
