@@ -204,14 +204,21 @@ def expected_excess(z, r) -> np.ndarray:
     ok = ~(pos_inf | neg_inf)
     zf, rf = z[ok], r[ok]
     c = max_normal_median(rf)
-    above = zf >= c
-    res = np.empty(zf.shape)
+    # beyond |z| = sqrt(2 (760 + log r)) the neglected tail integral is below 1e-330
+    far = np.sqrt(2.0 * (760.0 + np.log(np.maximum(rf, 1.0))))
+    res = np.zeros(zf.shape)
+    above = (zf >= c) & (zf < far)
     res[above] = _upper_integral(zf[above], rf[above])
-    below = ~above
+    below = zf < c
+    deep = zf <= -far
     if np.any(below):
         rb, cb = rf[below], c[below]
         mean_max = cb + _upper_integral(cb, rb) - _lower_integral(cb, rb)
-        res[below] = mean_max - zf[below] + _lower_integral(zf[below], rb)
+        zb = zf[below]
+        tail = np.zeros(zb.shape)
+        shallow = ~deep[below]
+        tail[shallow] = _lower_integral(zb[shallow], rb[shallow])
+        res[below] = mean_max - zb + tail
     out[ok] = res
     return out[()] if out.ndim == 0 else out
 

@@ -228,11 +228,15 @@ def numerical_sensitivities(coeffs, theta, batch, load_std: float = 0.0, prices=
         res = barrier_ratio(c, th, ls, b, max_ratio=1, prices=p)
         return res.r_star, res.throughput
 
+    names = list(parameters or PARAMETERS)
+    unknown = [n for n in names if n not in PARAMETERS]
+    if unknown:
+        raise AfdInputError(f"unknown parameter {unknown[0]!r} (known: {', '.join(PARAMETERS)})")
     base = (coeffs, theta, load_std, batch, prices)
     r0, lam0 = optimum(base)
     values = _values(coeffs, theta, load_std, batch, prices)
     out = {}
-    for name in (parameters or PARAMETERS):
+    for name in names:
         x = float(values[name])
         if x == 0.0:
             out[name] = Sensitivity(name, x, math.nan, math.nan, r0, lam0)
