@@ -1,0 +1,213 @@
+"""Presets: every model on every GPU, sources for every number, the H20/H800 contrast,
+heterogeneous bundles, KV memory feasibility, and clear errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from afdlib import costs
+from afdlib.costs import (StepCoefficients, build_preset, load_coefficients, load_gpu,
+                          load_model, preset_coefficients, save_coefficients)
+from afdlib.costs.memory import kv_feasibility, max_feasible_batch, smallest_ffn_instance
+from afdlib.costs.presets import data_dir
+from afdlib.costs.specs import Deployment, gpu_from_dict, model_from_dict
+from afdlib.errors import AfdInputError
+
+MODELS = ["deepseek-v3", "qwen3-235b-a22b", "llama-3.1-70b"]
+GPUS = ["h100-sxm", "h800", "h20", "h200", "b200"]
+
+
+def test_required_presets_exist():
+    assert set(MODELS) <= set(costs.model_names())
+    assert set(GPUS) <= set(costs.hardware_names())
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("hardware", GPUS + ["h20/h800"])
+def test_every_preset_pair_gives_valid_coefficients(model, hardware):
+    r = build_preset(model, hardware, batch=128, theta=2000)
+    c = r.coefficients
+    assert isinstance(c, StepCoefficients)
+    assert c.alpha_A > 0 and c.alpha_F > 0 and c.beta_A > 0
+    assert c.comm_scales_with in ("B", "rB")
+    # the coefficients describe whole steps of milliseconds, not nanoseconds or hours
+    t_a = float(c.attention_time(128 * 2000))
+    assert 1e-4 < t_a < 1.0
+    assert r.memory.fits and r.memory.max_batch >= 128
+    assert set(r.curves.provenance) == {"attention", "ffn", "comm"}
+
+
+def _raw(kind, name):
+    return json.loads((data_dir() / kind / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_presets_cite_every_number(name):
+    data = _raw("models", name)
+    for key, value in data.items():
+        if isinstance(value, (int, float)) and value:
+            assert data["sources"].get(key), f"{name}: {key} has no source"
+    broken = copy.deepcopy(data)
+    del broken["sources"]["hidden_size"]
+    with pytest.raises(AfdInputError, match="no source cited for hidden_size"):
+        model_from_dict(broken)
+
+
+@pytest.mark.parametrize("name", GPUS + ["h20-3e"])
+def test_hardware_presets_cite_every_number(name):
+    data = _raw("hardware", name)
+    for key, value in data.items():
+        if isinstance(value, (int, float)):
+            assert data["sources"].get(key), f"{name}: {key} has no source"
+    for dtype in data["flops"]:
+        assert data["sources"].get(f"flops.{dtype}")
+    broken = copy.deepcopy(data)
+    del broken["sources"]["hbm_bandwidth"]
+    with pytest.raises(AfdInputError, match="no source cited for hbm_bandwidth"):
+        gpu_from_dict(broken)
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(AfdInputError, match="known models: .*deepseek-v3"):
+        preset_coefficients("gpt-5", "h800")
+    with pytest.raises(AfdInputError, match="known hardware: .*h800"):
+        preset_coefficients("deepseek-v3", "tpu-v5")
+    with pytest.raises(AfdInputError, match="known hardware"):
+        preset_coefficients("deepseek-v3", "h20/tpu")
+    with pytest.raises(AfdInputError, match="NAME or ATTN_NAME/FFN_NAME"):
+        preset_coefficients("deepseek-v3", "h20/h800/h100-sxm")
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"batch": 0}, "batch"), ({"batch": 2.5}, "batch"), ({"theta": -3.0}, "theta"),
+    ({"theta": float("nan")}, "theta"), ({"ratio": 0.0}, "ratio"),
+    ({"ratio": float("inf")}, "ratio"), ({"source": "magic"}, "source"),
+])
+def test_bad_operating_points_rejected(kw, match):
+    with pytest.raises(AfdInputError, match=match):
+        preset_coefficients("qwen3-235b-a22b", "h200", **kw)
+
+
+def test_impossible_batch_reports_largest_feasible():
+    with pytest.raises(AfdInputError, match="largest feasible B"):
+        preset_coefficients("llama-3.1-70b", "h800", batch=100_000, theta=100_000)
+
+
+@pytest.mark.parametrize("source", ["auto", "roofline"])
+@pytest.mark.parametrize("model", ["qwen3-235b-a22b", "llama-3.1-70b"])
+def test_h20_cheaper_attention_dearer_ffn_than_h800(model, source):
+    """Per GPU-second: alpha times the GPUs of the instance (instances differ in size)."""
+    h20 = build_preset(model, "h20", batch=128, theta=2000, source=source)
+    h800 = build_preset(model, "h800", batch=128, theta=2000, source=source)
+
+    def per_gpu(r):
+        d = r.curves.deployment
+        return (r.coefficients.alpha_A * d.attention_gpus, r.coefficients.alpha_F * d.ffn_gpus)
+
+    (a20, f20), (a800, f800) = per_gpu(h20), per_gpu(h800)
+    assert a20 < a800
+    assert f20 > 3 * f800
+
+
+def test_mla_attention_is_dearer_on_h20():
+    """DeepSeek's 128-head MLA is compute-bound: the H20's low FLOP/s make it dearer."""
+    h20 = preset_coefficients("deepseek-v3", "h20", batch=128, theta=2000)
+    h800 = preset_coefficients("deepseek-v3", "h800", batch=128, theta=2000)
+    assert h20.alpha_A > 3 * h800.alpha_A
+
+
+def test_heterogeneous_bundle_takes_each_side_from_its_gpu():
+    kw = dict(batch=128, theta=2000, ratio=8.0, source="roofline")
+    mixed = build_preset("qwen3-235b-a22b", "h20/h800", **kw)
+    h20 = build_preset("qwen3-235b-a22b", "h20", **kw)
+    h800 = build_preset("qwen3-235b-a22b", "h800", **kw)
+    assert mixed.curves.deployment.label == "h20/h800"
+    assert mixed.coefficients.alpha_A == pytest.approx(h20.coefficients.alpha_A)
+    assert mixed.coefficients.beta_A == pytest.approx(h20.coefficients.beta_A)
+    assert mixed.coefficients.alpha_F == pytest.approx(h800.coefficients.alpha_F)
+    assert mixed.coefficients.beta_F == pytest.approx(h800.coefficients.beta_F)
+
+
+def test_default_ratio_is_best_integer_of_the_curves():
+    r = build_preset("deepseek-v3", "h200", batch=256, theta=599)
+    grid = np.arange(1, 65)
+    lam = r.curves.throughput(256, 599, grid)
+    assert r.ratio == grid[np.argmax(lam)]
+    lo, hi = r.ffn_region
+    assert lo <= r.ratio * 256 <= hi
+
+
+def test_linearized_ffn_matches_curve_on_its_region():
+    r = build_preset("deepseek-v3", "h200", batch=256, theta=599, ratio=8)
+    lo, hi = r.ffn_region
+    n = np.linspace(lo, hi, 9)
+    c = r.coefficients
+    rel = np.abs(c.alpha_F * n + c.beta_F - r.curves.ffn(n)) / r.curves.ffn(n)
+    assert rel.max() < 0.15
+
+
+def test_coefficients_round_trip_through_the_json_file(tmp_path):
+    c = preset_coefficients("deepseek-v3", "h20/h800", batch=128, theta=2000)
+    path = tmp_path / "c.json"
+    save_coefficients(c, path)
+    assert load_coefficients(path) == c
+    assert set(json.loads(path.read_text())) == {"alpha_A", "beta_A", "alpha_F", "beta_F",
+                                                 "alpha_C", "beta_C", "comm_scales_with"}
+
+
+def test_measured_comm_only_over_nvlink():
+    net = build_preset("deepseek-v3", "h200", batch=128, theta=2000)
+    nv = build_preset("deepseek-v3", "h200", batch=128, theta=2000, link="nvlink")
+    assert net.curves.provenance["comm"].startswith("roofline")
+    assert nv.curves.provenance["comm"].startswith("measured")
+    assert nv.coefficients.comm_scales_with == "B"
+
+
+# -- KV memory ----------------------------------------------------------------------
+
+
+def test_kv_feasibility_by_hand():
+    m, g = load_model("llama-3.1-70b"), load_gpu("h100-sxm")
+    d = Deployment(attention_gpu=g, ffn_gpu=g)
+    weights = (80 * (2 * 8192 * 8192 + 2 * 8192 * 1024) + 2 * 8192 * 128256) * 2
+    usable = 85899345920 * 0.9
+    largest = int((usable - weights) // (327_680 * 599))
+    assert max_feasible_batch(m, d, 599) == largest
+    f = kv_feasibility(m, d, largest, 599)
+    assert f.fits and f.max_batch == largest
+    assert not kv_feasibility(m, d, largest + 1, 599).fits
+    assert f.weight_bytes == pytest.approx(weights)
+    # a safety margin of sigma lowers the largest B
+    assert max_feasible_batch(m, d, 599, sigma=2000, z=3) < largest
+
+
+def test_tp_and_dp_split_memory_as_documented():
+    m, g = load_model("deepseek-v3"), load_gpu("h800")
+    dp = Deployment(attention_gpu=g, ffn_gpu=g, attention_gpus=4, attention_parallel="dp")
+    tp = Deployment(attention_gpu=g, ffn_gpu=g, attention_gpus=4, attention_parallel="tp")
+    one = Deployment(attention_gpu=g, ffn_gpu=g)
+    assert max_feasible_batch(m, dp, 1000) > 3 * max_feasible_batch(m, one, 1000)
+    # TP splits the weights but not the MLA latent
+    assert max_feasible_batch(m, one, 1000) < max_feasible_batch(m, tp, 1000) \
+        < 1.2 * max_feasible_batch(m, one, 1000) + 50
+
+
+def test_ffn_instance_sizes_hold_the_weights():
+    assert smallest_ffn_instance(load_model("deepseek-v3"), load_gpu("h800")) == 16
+    assert smallest_ffn_instance(load_model("deepseek-v3"), load_gpu("h200")) == 8
+    assert smallest_ffn_instance(load_model("llama-3.1-70b"), load_gpu("h200")) == 1
+
+
+@pytest.mark.parametrize("kw", [{"batch": 0}, {"theta": 0.0}, {"sigma": -1.0},
+                                {"reserve": 1.0}, {"theta": float("inf")}])
+def test_bad_memory_inputs_rejected(kw):
+    m, g = load_model("qwen3-235b-a22b"), load_gpu("h200")
+    args = {"batch": 64, "theta": 1000.0}
+    args.update(kw)
+    batch, theta = args.pop("batch"), args.pop("theta")
+    with pytest.raises(AfdInputError):
+        kv_feasibility(m, Deployment(attention_gpu=g, ffn_gpu=g), batch, theta, **args)
