@@ -14,7 +14,9 @@ from afdlib.costs import StepCoefficients
 from afdlib.errors import AfdInputError
 from afdlib.sim import (
     Bundle,
+    autocorrelation_time,
     batch_means,
+    replicate,
     simulate,
     simulate_pipeline,
     simulate_reference,
@@ -30,16 +32,16 @@ COEFFS = StepCoefficients(alpha_A=1e-6, beta_A=1e-3, alpha_F=2e-5, beta_F=2e-3,
 GEO = IndependentLengths(Geometric(150, start=0), Geometric(60))
 
 
-def _se(res):
-    """Standard error of the mean step time from its batch-means interval (20 batches)."""
+def _se(res, n_batches=10):
+    """Standard error of the mean step time from its batch-means interval."""
     lo, hi = res.step_time_ci95
-    return (hi - lo) / (2 * stats.t.ppf(0.975, 19))
+    return (hi - lo) / (2 * stats.t.ppf(0.975, n_batches - 1))
 
 
 def test_step_engine_agrees_with_the_reference_loop():
     bundle = Bundle(4, 32, COEFFS)
-    fast = simulate_step(GEO, bundle, steps=20_000, seed=1)
-    ref = simulate_reference(GEO, bundle, steps=20_000, seed=2)
+    fast = simulate_step(GEO, bundle, steps=20_000, seed=1, n_batches=10)
+    ref = simulate_reference(GEO, bundle, steps=20_000, seed=2, n_batches=10)
     # independent runs: the difference is within 4.5 combined standard errors ...
     diff = fast.mean_step_time - ref.mean_step_time
     assert abs(diff) < 4.5 * math.hypot(_se(fast), _se(ref))
@@ -230,11 +232,13 @@ def test_sweep_uses_common_random_numbers_and_draws_progress_only_when_asked():
 
 
 def test_batch_means_interval_covers_the_mean_of_correlated_series():
-    # AR(1) with phi = 0.9 (correlation time 19 steps), 4000 steps, 20 batches of 200:
-    # the interval should cover the true mean 0 about 95% of the time
+    # AR(1) with phi = 0.9 (integrated autocorrelation time 19 steps), 4000 steps: the
+    # automatic batches are about ten correlation times long, and the interval should
+    # cover the true mean 0 about 95% of the time (300 trials: +-2.6% binomial noise)
     rng = np.random.default_rng(0)
     hits = 0
     trials = 300
+    taus = []
     for _ in range(trials):
         e = rng.standard_normal(4000)
         x = np.empty(4000)
@@ -243,7 +247,25 @@ def test_batch_means_interval_covers_the_mean_of_correlated_series():
             x[i] = 0.9 * x[i - 1] + e[i]
         _, lo, hi = batch_means(x)
         hits += lo < 0 < hi
+        if len(taus) < 30:
+            taus.append(autocorrelation_time(x))
     assert 0.88 < hits / trials < 0.99
+    assert np.mean(taus) == pytest.approx(19.0, rel=0.15)
+
+
+def test_default_interval_of_the_step_engine_covers_the_pooled_mean():
+    # 100 independent stationary runs; their pooled mean is the truth up to a tenth of a
+    # single run's standard error. The default 95% intervals should cover it about 95%
+    # of the time (binomial noise +-2.2%): neither too narrow nor uselessly wide.
+    bundle = Bundle(4, 32, COEFFS)
+    runs = [simulate_step(GEO, bundle, steps=5000, seed=500 + i) for i in range(100)]
+    truth = np.mean([x.mean_step_time for x in runs])
+    cover = np.mean([x.step_time_ci95[0] < truth < x.step_time_ci95[1] for x in runs])
+    assert 0.88 <= cover <= 0.99
+    pooled = replicate(GEO, bundle, 10, steps=5000, seed=7)
+    lo, hi = pooled.step_time_ci95
+    assert lo < truth < hi
+    assert pooled.throughput_ci95[0] < pooled.throughput_per_instance < pooled.throughput_ci95[1]
 
 
 def test_run_length_for_a_precision_scales_like_one_over_the_square():

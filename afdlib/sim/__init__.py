@@ -19,7 +19,7 @@ from afdlib.sim.pipeline import INTERCEPTS, simulate_pipeline
 from afdlib.sim.reference import simulate_reference
 from afdlib.sim.results import SimResult, StepRecords, autocorrelation_time, batch_means
 from afdlib.sim.step import simulate_step
-from afdlib.sim.sweep import ENGINES, SweepResult, simulate, sweep
+from afdlib.sim.sweep import ENGINES, Replications, SweepResult, replicate, simulate, sweep
 
 __all__ = [
     "Bundle",
@@ -31,6 +31,8 @@ __all__ = [
     "SimResult",
     "StepRecords",
     "SweepResult",
+    "Replications",
+    "replicate",
     "autocorrelation_time",
     "batch_means",
     "simulate",

@@ -178,10 +178,12 @@ def load_path(workload, seeds, batch: int, steps: int, *, slot_group=None,
         count = _replay_entries(workload, ctx0, rem0, row_of, steps, jumps, offset)
     else:
         count = _resample_entries(workload, rngs, batch, ctx0, rem0, row_of, steps, jumps)
-    jumps = jumps.reshape(groups, width)[:, :steps]
-    loads = np.cumsum(jumps, axis=1)
-    loads += np.arange(steps, dtype=float)[None, :] * sizes[:, None]
-    loads += np.bincount(group_of, weights=ctx0, minlength=groups)[:, None]
+    # T_g(s) = T_g(0) + sum_{1 <= u <= s} (b_g + jump_g(u)): one cumulative sum, in place
+    # on the contiguous array (the last column is dropped afterwards)
+    jumps = jumps.reshape(groups, width)
+    jumps[:, 1:] += sizes[:, None]
+    jumps[:, 0] = np.bincount(group_of, weights=ctx0, minlength=groups)
+    loads = np.cumsum(jumps, axis=1, out=jumps)[:, :steps]
     return LoadPath(loads, sizes, count)
 
 

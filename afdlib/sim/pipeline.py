@@ -112,7 +112,7 @@ def pipeline_completion_times(attention, comm, ffn) -> np.ndarray:
 def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps: int = 20_000,
                       seed=0, init: str = "stationary", replay: bool = False,
                       warmup: int = 0, intercepts: str = "per_microbatch",
-                      record: bool = False, n_batches: int = 20) -> SimResult:
+                      record: bool = False, n_batches: int | None = None) -> SimResult:
     """Simulate an rA-1F bundle as a pipeline of microbatches (discrete-event model).
 
     Parameters
@@ -138,8 +138,9 @@ def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps:
         ``1/m`` of them.
     record : bool
         Keep per-step records.
-    n_batches : int
-        Batches for the batch-means intervals, >= 2.
+    n_batches : int or None
+        Batches for the batch-means intervals, >= 2; ``None`` (default) chooses them
+        from the autocorrelation time.
 
     Returns
     -------
@@ -156,7 +157,8 @@ def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps:
     if not isinstance(bundle, Bundle):
         raise AfdInputError(f"bundle must be a Bundle, got {type(bundle).__name__}")
     steps, warmup, init = check_run(steps, warmup, init)
-    n_batches = check_int("n_batches", n_batches, minimum=2)
+    if n_batches is not None:
+        n_batches = check_int("n_batches", n_batches, minimum=2)
     m = check_int("microbatches m", microbatches, minimum=2)
     if m > bundle.batch:
         raise AfdInputError(f"microbatches m ({m}) must be <= batch B ({bundle.batch})")

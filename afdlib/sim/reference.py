@@ -21,7 +21,7 @@ __all__ = ["simulate_reference"]
 
 def simulate_reference(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
                        init: str = "stationary", replay: bool = False, warmup: int = 0,
-                       record: bool = False) -> SimResult:
+                       record: bool = False, n_batches: int | None = None) -> SimResult:
     """Simulate the step model with a plain loop over steps (slow, obviously correct).
 
     Parameters
@@ -43,6 +43,8 @@ def simulate_reference(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
         Leading steps excluded from the statistics.
     record : bool
         Keep per-step records.
+    n_batches : int or None
+        Batches for the confidence interval (``None``: automatic).
 
     Returns
     -------
@@ -95,7 +97,7 @@ def simulate_reference(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
             requests += k if s + 1 < steps else 0
     attention = c.alpha_A * loads + c.beta_A
     kept = tau[warmup:]
-    mean, lo, hi = batch_means(kept)
+    mean, lo, hi = batch_means(kept, n_batches)
     scale = r * b / (r + 1)
     elapsed = kept.sum()
     return SimResult(

@@ -1,9 +1,10 @@
 """What a simulation reports: throughput with a confidence interval, idle time, barrier.
 
 Confidence intervals come from *batch means*: the measured steps are cut into
-``n_batches`` consecutive batches, whose means are nearly independent when a batch is
-much longer than the correlation time of the step time (a few request lifetimes), and a
-Student-t interval is taken over the batch means. Throughput per instance is a
+consecutive batches, whose means are nearly independent when a batch is much longer than
+the correlation time of the step time (a few request lifetimes), and a Student-t
+interval is taken over the batch means. By default the number of batches is chosen from
+the estimated autocorrelation time, so that each batch spans at least ten of them. Throughput per instance is a
 decreasing function of the mean step time, so its interval is the image of the step
 time's interval.
 """
@@ -14,6 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import stats
 
 from afdlib.errors import AfdInputError
@@ -141,16 +143,20 @@ class SimResult:
         return out
 
 
-def batch_means(x, n_batches: int = 20, confidence: float = 0.95) -> tuple[float, float, float]:
+def batch_means(x, n_batches: int | None = None,
+                confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean of a stationary series and a batch-means confidence interval.
 
     Parameters
     ----------
     x : array_like, shape (n,)
         The series (e.g. step times, s).
-    n_batches : int
-        Number of consecutive batches, >= 2. With fewer than ``2 * n_batches``
-        observations the interval is NaN.
+    n_batches : int or None
+        Number of consecutive batches, >= 2. ``None`` (default) picks it from the data:
+        batches at least ten integrated autocorrelation times long (see
+        :func:`autocorrelation_time`), and between 5 and 20 of them, so that batch means
+        are nearly independent. With fewer than ``2 * n_batches`` observations the
+        interval is NaN.
     confidence : float
         Level of the interval.
 
@@ -161,6 +167,11 @@ def batch_means(x, n_batches: int = 20, confidence: float = 0.95) -> tuple[float
     """
     x = np.asarray(x, dtype=float)
     mean = float(x.mean())
+    if n_batches is None:
+        if x.size < 10:
+            return mean, math.nan, math.nan
+        tau = autocorrelation_time(x)
+        n_batches = int(min(MAX_BATCHES, max(MIN_BATCHES, x.size // (10.0 * tau))))
     if n_batches < 2 or x.size < 2 * n_batches:
         return mean, math.nan, math.nan
     size = x.size // n_batches
@@ -169,6 +180,10 @@ def batch_means(x, n_batches: int = 20, confidence: float = 0.95) -> tuple[float
     se = float(means.std(ddof=1)) / math.sqrt(n_batches)
     q = float(stats.t.ppf(0.5 + confidence / 2.0, n_batches - 1))
     return mean, mean - q * se, mean + q * se
+
+
+#: Bounds on the automatic number of batches of :func:`batch_means`.
+MIN_BATCHES, MAX_BATCHES = 5, 20
 
 
 def autocorrelation_time(x, *, window: float = 5.0) -> float:
@@ -186,24 +201,24 @@ def autocorrelation_time(x, *, window: float = 5.0) -> float:
     Returns
     -------
     float
-        ``tau_int`` in steps (1 for an uncorrelated series).
+        ``tau_int`` in steps (1 for an uncorrelated or constant series).
     """
     x = np.asarray(x, dtype=float)
     n = x.size
     if n < 4:
         raise AfdInputError("autocorrelation time needs at least 4 observations")
     y = x - x.mean()
-    size = 1 << (2 * n - 1).bit_length()
-    f = np.fft.rfft(y, size)
-    acov = np.fft.irfft(f * np.conj(f), size)[:n]
-    if acov[0] <= 0:
+    size = sp_fft.next_fast_len(2 * n - 1, real=True)
+    f = sp_fft.rfft(y, size)
+    acov = sp_fft.irfft(f * np.conj(f), size)[:n]
+    if acov[0] <= 1e-300 or not np.isfinite(acov[0]):
         return 1.0
     rho = acov / acov[0]
     tau = 2.0 * np.cumsum(rho) - 1.0
     lags = np.arange(n)
     ok = lags >= window * tau
     m = int(np.argmax(ok)) if ok.any() else n - 1
-    return float(tau[m])
+    return float(max(tau[m], 1.0 / n))
 
 
 def _fraction(x: float) -> float:

@@ -25,7 +25,7 @@ __all__ = ["simulate_step"]
 
 def simulate_step(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
                   init: str = "stationary", replay: bool = False, warmup: int = 0,
-                  record: bool = False, n_batches: int = 20) -> SimResult:
+                  record: bool = False, n_batches: int | None = None) -> SimResult:
     """Simulate an rA-1F bundle step by step.
 
     Parameters
@@ -49,8 +49,10 @@ def simulate_step(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
         Leading steps excluded from the statistics, ``0 <= warmup < steps``.
     record : bool
         Keep per-step records (step times, worker loads and attention times).
-    n_batches : int
-        Batches for the batch-means confidence intervals, >= 2.
+    n_batches : int or None
+        Batches for the batch-means confidence intervals, >= 2; ``None`` (default)
+        chooses them from the autocorrelation time (see
+        :func:`afdlib.sim.batch_means`).
 
     Returns
     -------
@@ -65,7 +67,8 @@ def simulate_step(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
     if not isinstance(bundle, Bundle):
         raise AfdInputError(f"bundle must be a Bundle, got {type(bundle).__name__}")
     steps, warmup, init = check_run(steps, warmup, init)
-    n_batches = check_int("n_batches", n_batches, minimum=2)
+    if n_batches is not None:
+        n_batches = check_int("n_batches", n_batches, minimum=2)
     r, b, c = bundle.ratio, bundle.batch, bundle.coeffs
     path = load_path(workload, worker_seeds(seed, r), b, steps, init=init, replay=replay)
     loads = path.loads  # (r, steps), float64, exact integers

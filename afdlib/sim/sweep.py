@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from afdlib.errors import AfdInputError
 from afdlib.sim.bundle import Bundle, check_int
@@ -13,7 +15,7 @@ from afdlib.sim.progress import ProgressBar
 from afdlib.sim.results import SimResult
 from afdlib.sim.step import simulate_step
 
-__all__ = ["ENGINES", "simulate", "sweep", "SweepResult"]
+__all__ = ["ENGINES", "simulate", "sweep", "SweepResult", "replicate", "Replications"]
 
 ENGINES = ("step", "pipeline")
 
@@ -127,3 +129,63 @@ def sweep(workload, batch: int, coeffs, ratios, *, engine: str = "step", seed=0,
                                     seed=seed, **options))
             bar.update(1, note=f"r={r}")
     return SweepResult(np.array(values), tuple(results))
+
+
+@dataclass(frozen=True, eq=False)
+class Replications:
+    """Independent runs of one bundle and the interval they give.
+
+    Attributes
+    ----------
+    results : tuple of SimResult
+        One per replication (independent seeds).
+    mean_step_time : float
+        Average of the runs' mean step times (s).
+    step_time_ci95 : tuple of float
+        Student-t interval over the runs (s): exact for independent runs up to the
+        normality of their means, with no assumption about correlation within a run.
+    throughput_per_instance : float
+        ``r B / ((r + 1) mean_step_time)`` (tokens/s per instance).
+    throughput_ci95 : tuple of float
+        Its interval (tokens/s per instance).
+    """
+
+    results: tuple[SimResult, ...]
+    mean_step_time: float
+    step_time_ci95: tuple[float, float]
+    throughput_per_instance: float
+    throughput_ci95: tuple[float, float]
+
+
+def replicate(workload, bundle: Bundle, replications: int, *, engine: str = "step", seed=0,
+              confidence: float = 0.95, **options) -> Replications:
+    """Run ``replications`` independent simulations and pool them.
+
+    Parameters
+    ----------
+    workload, bundle
+        As for :func:`simulate`.
+    replications : int
+        Number of independent runs, >= 2.
+    engine : {"step", "pipeline"}
+    seed : int
+        Root seed; run i uses the i-th child of ``numpy.random.SeedSequence(seed)``.
+    confidence : float
+        Level of the interval.
+    **options
+        Passed to :func:`simulate` (``steps``, ``init``, ``warmup``, ...).
+
+    Returns
+    -------
+    Replications
+    """
+    n = check_int("replications", replications, minimum=2)
+    children = np.random.SeedSequence(check_int("seed", seed, minimum=0)).spawn(n)
+    results = tuple(simulate(workload, bundle, engine=engine, seed=child, **options)
+                    for child in children)
+    means = np.array([x.mean_step_time for x in results])
+    mean = float(means.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * means.std(ddof=1) / math.sqrt(n))
+    lo, hi = mean - half, mean + half
+    return Replications(results, mean, (lo, hi), float(bundle.throughput(mean)),
+                        (float(bundle.throughput(hi)), float(bundle.throughput(lo))))
