@@ -14,6 +14,7 @@ from afdlib.cli import main
 from afdlib.costs import StepCoefficients, save_coefficients
 from afdlib.sim import Bundle, simulate_reference
 from afdlib.workload import Geometric, IndependentLengths
+from tests.conftest import public_trace_file
 
 COEFFS = StepCoefficients(alpha_A=1e-6, beta_A=1e-3, alpha_F=2e-5, beta_F=2e-3,
                           alpha_C=1e-5, beta_C=2e-4)
@@ -72,8 +73,6 @@ def test_simulate_pipeline_and_cold_start_options(coeffs_file, capsys):
 
 
 def test_simulate_a_public_trace_resampled_and_replayed(coeffs_file, capsys):
-    from tests.conftest import public_trace_file
-
     public_trace_file("sharegpt_8k")  # skips without the local trace folder
     args = ["simulate", "--trace", "sharegpt_8k", "--batch", "16", "--ratio", "3",
             "--coeffs", coeffs_file, "--steps", "2000", "--json"]

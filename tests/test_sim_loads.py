@@ -15,6 +15,7 @@ from afdlib.errors import AfdInputError
 from afdlib.sim import Bundle, load_path, simulate_reference, simulate_step
 from afdlib.sim.bundle import worker_seeds
 from afdlib.sim.loads import renewal_block
+from afdlib.traces import read_trace
 from afdlib.workload import (
     Deterministic,
     Geometric,
@@ -23,6 +24,7 @@ from afdlib.workload import (
     Uniform,
     load_stats,
 )
+from tests.conftest import public_trace_file
 
 COEFFS = StepCoefficients(alpha_A=1e-8, beta_A=1e-3, alpha_F=1e-6, beta_F=2e-3)
 
@@ -91,10 +93,6 @@ def test_replayed_trace_loads_equal_a_plain_slot_walk(prompts, decodes, batch, s
 
 @pytest.mark.parametrize("name", ["azure2023_code", "mooncake_conversation"])
 def test_replay_matches_the_reference_loop_exactly_on_a_real_trace(name):
-    from tests.conftest import public_trace_file
-
-    from afdlib.traces import read_trace
-
     w = JointLengths.from_trace(read_trace(public_trace_file(name)))
     bundle = Bundle(3, 16, COEFFS)
     fast = simulate_step(w, bundle, steps=1500, init="cold", replay=True, record=True)
@@ -153,10 +151,6 @@ def test_stationary_worker_load_has_mean_b_theta_and_variance_b_sigma2(workload,
 
 
 def test_stationary_moments_on_a_real_trace():
-    from tests.conftest import public_trace_file
-
-    from afdlib.traces import read_trace
-
     w = JointLengths.from_trace(read_trace(public_trace_file("azure2023_conv")))
     batch, n_workers = 4, 400
     stats, first, second = _moment_check(w, n_workers, batch, 1500, seed=5)
