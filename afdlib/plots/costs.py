@@ -1,0 +1,160 @@
+"""Figures of the step-time chapter: rooflines, measured curves with fits, residuals,
+and per-GPU coefficient comparisons. Every function takes an optional ``ax`` and returns
+the axes (or figure) it drew on; labels are lowercase with units."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from afdlib.plots import ROLE_COLORS
+
+__all__ = ["plot_roofline", "plot_attention_fit", "plot_moe_fit", "plot_relative_residuals",
+           "plot_comm_fit", "plot_gpu_comparison"]
+
+
+def _ax(ax, figsize=None):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def plot_roofline(gpus, kernels: dict[str, float], *, dtype: str = "bf16", ax=None):
+    """Attainable FLOP/s against arithmetic intensity for each GPU, kernels marked.
+
+    Parameters
+    ----------
+    gpus : sequence of GPUSpec
+    kernels : dict of str -> float
+        Kernel label -> arithmetic intensity (FLOP per HBM byte).
+    dtype : str
+        Which peak FLOP/s to draw.
+    """
+    ax = _ax(ax)
+    x = np.logspace(-0.5, 4, 200)
+    for gpu in gpus:
+        ax.plot(x, np.minimum(gpu.flops_for(dtype), x * gpu.hbm_bandwidth) / 1e12,
+                label=gpu.name)
+    for i, (label, intensity) in enumerate(kernels.items()):
+        ax.axvline(intensity, color="0.5", lw=0.8, ls=":")
+        ax.text(intensity * 1.08, 2.0 * 1.8 ** i, label, fontsize=8, color="0.3")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity [flop/byte]")
+    ax.set_ylabel(f"attainable {dtype} [tflop/s]")
+    ax.legend(fontsize=8, ncol=2, loc="upper left")
+    return ax
+
+
+def plot_attention_fit(points, entry: dict, *, batches=(8, 32, 128, 512), mask=None,
+                       ax=None):
+    """Measured attention latency per layer against KV tokens, one colour per batch,
+    with the per-request fit ``beta + alpha T + gamma B`` (solid) and the one-line fit
+    (dashed); ``mask`` selects the points shown (e.g. the fitted region)."""
+    ax = _ax(ax)
+    t, b, y = points.x["T"], points.x["B"], points.latency
+    if mask is not None:
+        t, b, y = t[mask], b[mask], y[mask]
+    colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(batches)))
+    for batch, color in zip(batches, colors, strict=True):
+        sel = b == batch
+        if not sel.any():
+            continue
+        order = np.argsort(t[sel])
+        tt = t[sel][order]
+        ax.plot(tt, y[sel][order] * 1e6, "o", ms=3, color=color, label=f"b = {batch}")
+        fit = entry["beta"] + entry["alpha"] * tt + entry["gamma"] * batch
+        ax.plot(tt, fit * 1e6, "-", color=color, lw=1)
+        one = entry["one_line"]["beta"] + entry["one_line"]["alpha"] * tt
+        ax.plot(tt, one * 1e6, "--", color=color, lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("kv tokens read T [tokens]")
+    ax.set_ylabel("latency per layer [us]")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_moe_fit(points, entry: dict, *, roofline=None, ax=None):
+    """Measured MoE latency per layer against tokens, the plateau-line fit, the one-line
+    fit above its threshold, and optionally a roofline curve ``roofline(N)`` (s)."""
+    ax = _ax(ax)
+    n, y = points.x["N"], points.latency
+    ax.plot(n, y * 1e6, "o", ms=3, color=ROLE_COLORS["ffn"], label="measured")
+    grid = np.logspace(0, np.log10(n.max()), 200)
+    lo = entry["region"]["min_tokens"]
+    g = grid[grid >= lo]
+    ax.plot(g, np.maximum(entry["plateau"], entry["slope"] * g + entry["intercept"]) * 1e6,
+            "-", color="k", lw=1, label="max(plateau, line)")
+    ol = entry["one_line"]
+    g = grid[grid >= ol["min_tokens"] / 4]
+    ax.plot(g, (ol["beta"] + ol["alpha"] * g) * 1e6, "--", color="0.4", lw=1,
+            label=f"one line (fitted above {ol['min_tokens']})")
+    if roofline is not None:
+        ax.plot(grid, roofline(grid) * 1e6, ":", color=ROLE_COLORS["attention"], lw=1.2,
+                label="roofline")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("tokens entering the expert-parallel group N [tokens]")
+    ax.set_ylabel("latency per layer [us]")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_relative_residuals(x, series: dict[str, np.ndarray], *, xlabel: str, ax=None):
+    """Relative residuals ``(fit - measured) / measured`` of several fits against ``x``."""
+    ax = _ax(ax)
+    for label, rel in series.items():
+        ax.plot(x, 100 * rel, "o", ms=3, label=label, alpha=0.8)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("relative residual [%]")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_comm_fit(points, entry: dict, *, ax=None):
+    """DeepEP dispatch + combine per layer against tokens per rank, with the linear fit."""
+    ax = _ax(ax)
+    x, y = points.x["tokens"], points.latency
+    ax.plot(x, y * 1e6, "o", ms=3, color=ROLE_COLORS["communication"], label="measured")
+    g = np.logspace(0, np.log10(x.max()), 100)
+    ax.plot(g, (entry["beta"] + entry["alpha"] * g) * 1e6, "-", color="k", lw=1,
+            label="beta + alpha x tokens")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("tokens per rank [tokens]")
+    ax.set_ylabel("dispatch + combine per layer [us]")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_gpu_comparison(rows: list[dict], *, title: str = "", figsize=(7.0, 3.0)):
+    """Bars of attention and FFN cost per token per GPU-second for several GPUs.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Each with ``gpu``, ``attention_ns`` (alpha_A times the Attention instance's GPUs,
+        ns per token) and ``ffn_us`` (alpha_F times the FFN instance's GPUs, us per token).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize)
+    names = [r["gpu"] for r in rows]
+    a1.bar(names, [r["attention_ns"] for r in rows], color=ROLE_COLORS["attention"])
+    a1.set_ylabel("alpha_A x gpus [ns/token]")
+    a1.set_title("attention, per cached token", fontsize=9)
+    a2.bar(names, [r["ffn_us"] for r in rows], color=ROLE_COLORS["ffn"])
+    a2.set_ylabel("alpha_F x gpus [us/token]")
+    a2.set_title("ffn, per batched token", fontsize=9)
+    for a in (a1, a2):
+        a.tick_params(axis="x", labelrotation=45, labelsize=8)
+        a.set_yscale("log")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
