@@ -190,6 +190,9 @@ def test_zero_spread_gives_the_mean_field():
     for theta in (600.0, 4000.0):
         np.testing.assert_allclose(expected_step_time(COEFFS, theta, 0.0, 256, r),
                                    mean_field_step_time(COEFFS, theta, 256, r), rtol=0)
+        # a spread so small that z overflows is still the mean field, not NaN or infinity
+        np.testing.assert_allclose(expected_step_time(COEFFS, theta, 1e-300, 256, r),
+                                   mean_field_step_time(COEFFS, theta, 256, r), rtol=1e-15)
         # and a vanishing spread converges to it, linearly: the excess over the mean field is
         # sigma_A (I_r(z) - max(-z, 0)), between 0 and sigma_A I_r(0)
         for cv in (1e-2, 1e-4, 1e-6):
@@ -263,3 +266,27 @@ def test_barrier_inputs_are_validated():
         throughput_barrier(COEFFS, float("nan"), 1.0, 8, 2)
     with pytest.raises(AfdInputError, match="ratio must be > 0"):
         expected_step_time(COEFFS, 100.0, 1.0, 8, 0)
+    with pytest.raises(AfdInputError, match="ratio must be >= 1 in the barrier model"):
+        throughput_barrier(COEFFS, 100.0, 1.0, 8, [0.5, 2.0])
+
+
+def test_attention_limited_ratio_is_the_barrier_optimum_without_ffn_cost():
+    from afdlib.provision import attention_limited_ratio
+
+    kappas = np.array([0.01, 0.05, 0.2])
+    caps = attention_limited_ratio(kappas)
+    assert np.all(np.diff(caps) < 0)                   # more dispersion, fewer workers
+    # a bundle whose FFN and communication are (almost) free: the barrier model's optimum
+    free_ffn = StepCoefficients(alpha_A=1e-8, beta_A=0.0, alpha_F=1e-15, beta_F=0.0)
+    for kappa, cap in zip(kappas, caps, strict=True):
+        theta, batch = 1000.0, 4
+        sd = kappa * theta * math.sqrt(batch)          # sigma_A / mu_A = sd / (theta sqrt(B))
+        br = barrier_ratio(free_ffn, theta, sd, batch, max_ratio=2, search=(1.0, 1e6))
+        assert br.r_star == pytest.approx(cap, rel=1e-5)
+        # stationarity: 1/(r(r+1)) = kappa m'(r) / (1 + kappa m(r))
+        h = 1e-4 * cap
+        dm = (expected_max_normal(cap + h) - expected_max_normal(cap - h)) / (2 * h)
+        lhs = 1 / (cap * (cap + 1))
+        assert lhs == pytest.approx(kappa * dm / (1 + kappa * expected_max_normal(cap)), rel=1e-3)
+    with pytest.raises(AfdInputError, match="kappa"):
+        attention_limited_ratio(0.0)

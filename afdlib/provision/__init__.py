@@ -24,6 +24,7 @@ from afdlib.errors import AfdInputError
 from afdlib.provision._common import InstancePrices
 from afdlib.provision.barrier import (
     BarrierRatio,
+    attention_limited_ratio,
     barrier_moments,
     barrier_ratio,
     expected_excess,
@@ -59,6 +60,7 @@ __all__ = [
     "maximize_ratio", "best_integer_ratio", "best_integer_mean_field", "comm_grows_with_ratio",
     "expected_max_normal", "expected_excess", "max_normal_median", "barrier_moments",
     "expected_step_time", "step_time_decomposition", "throughput_barrier", "barrier_ratio",
+    "attention_limited_ratio",
     "mean_field_sensitivities", "numerical_sensitivities", "provision", "default_max_ratio",
 ]
 

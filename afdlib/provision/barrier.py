@@ -52,6 +52,7 @@ __all__ = [
     "throughput_barrier",
     "BarrierRatio",
     "barrier_ratio",
+    "attention_limited_ratio",
 ]
 
 _N_NODES = 96
@@ -102,7 +103,8 @@ def _log_sf(x: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 def _log_pdf_max(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Log density of the maximum of r standard normals, ``log(r phi(x) Phi(x)^(r-1))``."""
-    return np.log(r) - 0.5 * x * x - _LOG_SQRT_2PI + (r - 1.0) * special.log_ndtr(x)
+    power = np.where(r == 1.0, 0.0, (r - 1.0) * special.log_ndtr(x))
+    return np.log(r) - 0.5 * x * x - _LOG_SQRT_2PI + power
 
 
 def max_normal_median(r) -> np.ndarray:
@@ -172,6 +174,38 @@ def expected_max_normal(r) -> np.ndarray:
     return out[()] if out.ndim == 0 else out
 
 
+def _tail_parts(z, r) -> tuple[np.ndarray, np.ndarray]:
+    """Split the tail integral at the median ``c_r`` of the maximum, without cancellation.
+
+    Returns ``(upper, value)`` broadcast over ``z`` and ``r``: where ``upper`` (``z >= c_r``)
+    ``value = J_r(z) = I_r(z)``; elsewhere ``value = E[max(z, Y_r)] = E[Y_r] + K_r(z)``, so
+    that ``I_r(z) = value - z``. Infinite ``z`` is allowed.
+    """
+    z = np.asarray(z, dtype=float)
+    if z.size and np.any(np.isnan(z)):
+        raise AfdInputError("threshold z must not be NaN")
+    r = _check_r(r)
+    z, r = np.broadcast_arrays(z, r)
+    z = np.array(z, dtype=float)
+    r = np.array(r, dtype=float)
+    c = max_normal_median(r)
+    # beyond |z| = sqrt(2 (760 + log r)) the neglected tail integral is below 1e-330
+    far = np.sqrt(2.0 * (760.0 + np.log(np.maximum(r, 1.0))))
+    upper = z >= c
+    value = np.zeros(z.shape)
+    near = upper & (z < far)
+    value[near] = _upper_integral(z[near], r[near])
+    lower = ~upper
+    if np.any(lower):
+        rl, cl, zl = r[lower], c[lower], z[lower]
+        mean_max = cl + _upper_integral(cl, rl) - _lower_integral(cl, rl)
+        tail = np.zeros(zl.shape)
+        shallow = zl > -far[lower]
+        tail[shallow] = _lower_integral(zl[shallow], rl[shallow])
+        value[lower] = mean_max + tail
+    return upper, value
+
+
 def expected_excess(z, r) -> np.ndarray:
     r"""``I_r(z) = E[(max_{w<=r} Z_w - z)^+] = \int_z^\infty (1 - \Phi(x)^r) dx``.
 
@@ -189,37 +223,8 @@ def expected_excess(z, r) -> np.ndarray:
         negative z and ``r phi(z) / z^2`` for large z (relative accuracy kept until the value
         underflows double precision).
     """
-    z = np.asarray(z, dtype=float)
-    if z.size and np.any(np.isnan(z)):
-        raise AfdInputError("threshold z must not be NaN")
-    r = _check_r(r)
-    z, r = np.broadcast_arrays(z, r)
-    z = np.array(z, dtype=float)
-    r = np.array(r, dtype=float)
-    out = np.empty(z.shape)
-    pos_inf = np.isposinf(z)
-    neg_inf = np.isneginf(z)
-    out[pos_inf] = 0.0
-    out[neg_inf] = np.inf
-    ok = ~(pos_inf | neg_inf)
-    zf, rf = z[ok], r[ok]
-    c = max_normal_median(rf)
-    # beyond |z| = sqrt(2 (760 + log r)) the neglected tail integral is below 1e-330
-    far = np.sqrt(2.0 * (760.0 + np.log(np.maximum(rf, 1.0))))
-    res = np.zeros(zf.shape)
-    above = (zf >= c) & (zf < far)
-    res[above] = _upper_integral(zf[above], rf[above])
-    below = zf < c
-    deep = zf <= -far
-    if np.any(below):
-        rb, cb = rf[below], c[below]
-        mean_max = cb + _upper_integral(cb, rb) - _lower_integral(cb, rb)
-        zb = zf[below]
-        tail = np.zeros(zb.shape)
-        shallow = ~deep[below]
-        tail[shallow] = _lower_integral(zb[shallow], rb[shallow])
-        res[below] = mean_max - zb + tail
-    out[ok] = res
+    upper, value = _tail_parts(z, r)
+    out = np.where(upper, value, value - np.broadcast_to(np.asarray(z, dtype=float), value.shape))
     return out[()] if out.ndim == 0 else out
 
 
@@ -255,6 +260,15 @@ def barrier_moments(coeffs, theta, load_std, batch) -> tuple[float, float]:
     return mu, sd
 
 
+def _check_workers(ratio) -> np.ndarray:
+    """Ratios of the barrier model: at least one Attention worker."""
+    r = check_ratio(ratio)
+    if r.size and np.any(r < 1):
+        raise AfdInputError(f"ratio must be >= 1 in the barrier model (a bundle has at least one "
+                            f"Attention worker), got {float(r.min()):g}")
+    return r
+
+
 def _rest_of_step(coeffs, batch, ratio):
     """``G = max(t_C, t_F)`` (s) for each ratio."""
     return np.maximum(coeffs.comm_time(ratio, batch), coeffs.ffn_time(ratio, batch))
@@ -273,7 +287,8 @@ def expected_step_time(coeffs, theta, load_std, batch, ratio) -> np.ndarray:
     batch : float
         Slots per Attention worker B, > 0.
     ratio : array_like
-        Attention workers per FFN worker r, > 0 (vectorized).
+        Attention workers per FFN worker r, >= 1 (vectorized; real values interpolate
+        between integers through ``Phi^r``).
 
     Returns
     -------
@@ -281,12 +296,20 @@ def expected_step_time(coeffs, theta, load_std, batch, ratio) -> np.ndarray:
         ``E[tau]`` (s), same shape as ``ratio``.
     """
     mu, sd = barrier_moments(coeffs, theta, load_std, batch)
-    r = check_ratio(ratio)
+    r = _check_workers(ratio)
     g = _rest_of_step(coeffs, batch, r)
     if sd == 0.0:
         return np.maximum(g, mu)
-    z = (g - mu) / sd
-    return g + sd * expected_excess(z, r)
+    return _barrier_step(g, mu, sd, r)
+
+
+def _barrier_step(g, mu, sd, r):
+    """``E[max(g, mu + sd Y_r)]`` = ``g + sd I_r(z)`` above the median, else
+    ``mu + sd E[max(z, Y_r)]`` (no cancellation, infinite z allowed)."""
+    with np.errstate(over="ignore", divide="ignore"):
+        z = (g - mu) / sd
+    upper, value = _tail_parts(z, r)
+    return np.where(upper, g + sd * value, mu + sd * value)
 
 
 def step_time_decomposition(coeffs, theta, load_std, batch, ratio) -> dict:
@@ -310,7 +333,7 @@ def step_time_decomposition(coeffs, theta, load_std, batch, ratio) -> dict:
         ``mean_field``, ``variability``, ``barrier``, ``expected`` (all s) and ``z``.
     """
     mu, sd = barrier_moments(coeffs, theta, load_std, batch)
-    r = check_ratio(ratio)
+    r = _check_workers(ratio)
     g = _rest_of_step(coeffs, batch, r)
     mean_field = np.maximum(g, mu)
     if sd == 0.0:
@@ -318,9 +341,10 @@ def step_time_decomposition(coeffs, theta, load_std, batch, ratio) -> dict:
         z = np.where(g >= mu, np.inf, -np.inf)
         return {"mean_field": mean_field, "variability": zero, "barrier": zero.copy(),
                 "expected": mean_field.copy(), "z": z}
-    z = (g - mu) / sd
-    one = g + sd * expected_excess(z, np.ones_like(r))
-    full = g + sd * expected_excess(z, r)
+    with np.errstate(over="ignore", divide="ignore"):
+        z = (g - mu) / sd
+    one = _barrier_step(g, mu, sd, np.ones_like(r))
+    full = _barrier_step(g, mu, sd, r)
     return {"mean_field": mean_field, "variability": one - mean_field, "barrier": full - one,
             "expected": full, "z": z}
 
@@ -342,7 +366,7 @@ def throughput_barrier(coeffs, theta, load_std, batch, ratio, prices=None) -> np
         Tokens per second per instance (or per price unit).
     """
     prices = as_prices(prices)
-    r = check_ratio(ratio)
+    r = _check_workers(ratio)
     tau = expected_step_time(coeffs, theta, load_std, batch, r)
     return r * batch / (prices.bundle_cost(r) * tau)
 
@@ -381,7 +405,7 @@ class BarrierRatio:
 
 
 def barrier_ratio(coeffs, theta, load_std, batch, max_ratio: int = 64, prices=None, *,
-                  search: tuple[float, float] = (0.05, 1e5)) -> BarrierRatio:
+                  search: tuple[float, float] = (1.0, 1e5)) -> BarrierRatio:
     """Best real and integer ratio of the barrier model.
 
     Parameters
@@ -393,7 +417,7 @@ def barrier_ratio(coeffs, theta, load_std, batch, max_ratio: int = 64, prices=No
     prices : InstancePrices, optional
         Instance prices (default equal).
     search : (float, float)
-        Interval of real ratios searched for ``r_star`` (log grid + Brent).
+        Interval of real ratios searched for ``r_star`` (log grid + Brent), lower end >= 1.
 
     Returns
     -------
@@ -411,3 +435,36 @@ def barrier_ratio(coeffs, theta, load_std, batch, max_ratio: int = 64, prices=No
     return BarrierRatio(r_star=r_star, throughput=lam, r_int=r_int,
                         throughput_int=float(values[r_int - 1]), max_ratio=int(max_ratio),
                         at_max_ratio=r_int == int(max_ratio))
+
+
+def attention_limited_ratio(kappa) -> np.ndarray:
+    """Ratio that maximizes ``r / ((r + 1) (1 + kappa E[max_r Z]))``.
+
+    This is the barrier model's optimum when attention alone sets the step (FFN and
+    communication free, attention far above them): the mean-field throughput would then
+    grow without bound in r, but waiting for the slowest of r workers caps the useful ratio.
+    It depends only on the attention time's coefficient of variation
+    ``kappa = sigma_A / mu_A``. The maximizer solves
+    ``1 / (r (r + 1)) = kappa m'(r) / (1 + kappa m(r))`` with ``m(r) = E[max_r Z]``.
+
+    Parameters
+    ----------
+    kappa : array_like
+        ``sigma_A / mu_A`` (dimensionless), > 0.
+
+    Returns
+    -------
+    ndarray
+        The maximizing real ratio ``>= 1`` for each kappa.
+    """
+    from afdlib.provision.meanfield import maximize_ratio
+
+    kappa = np.asarray(kappa, dtype=float)
+    if kappa.size and (not np.all(np.isfinite(kappa)) or np.any(kappa <= 0)):
+        raise AfdInputError("kappa = sigma_A / mu_A must be finite and > 0")
+    out = np.empty(kappa.shape)
+    for idx, k in np.ndenumerate(kappa):
+        out[idx] = maximize_ratio(
+            lambda r, k=k: r / ((r + 1.0) * (1.0 + k * expected_max_normal(r))),
+            1.0, 1e9, grid=1201)[0]
+    return out[()] if out.ndim == 0 else out
