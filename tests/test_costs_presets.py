@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from afdlib import costs
-from afdlib.costs import (StepCoefficients, build_preset, load_coefficients, load_gpu,
-                          load_model, preset_coefficients, save_coefficients)
+from afdlib.costs import (
+    StepCoefficients,
+    build_preset,
+    load_coefficients,
+    load_gpu,
+    load_model,
+    preset_coefficients,
+    save_coefficients,
+)
 from afdlib.costs.memory import kv_feasibility, max_feasible_batch, smallest_ffn_instance
 from afdlib.costs.presets import data_dir
 from afdlib.costs.specs import Deployment, gpu_from_dict, model_from_dict

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from afdlib.costs import Deployment, Efficiency, load_gpu, load_model
-from afdlib.costs.roofline import (attention_roofline, comm_roofline, experts_touched,
-                                   ffn_gpus_per_token, ffn_roofline_parts, ffn_roofline_time)
+from afdlib.costs.roofline import (
+    attention_roofline,
+    comm_roofline,
+    experts_touched,
+    ffn_gpus_per_token,
+    ffn_roofline_parts,
+    ffn_roofline_time,
+)
 from afdlib.costs.specs import GPUSpec, ModelSpec
 from afdlib.errors import AfdInputError
 

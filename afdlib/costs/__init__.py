@@ -12,14 +12,31 @@ Data flows workload -> **costs** -> provision -> sim. This package owns
 """
 
 from afdlib.costs.coefficients import StepCoefficients, load_coefficients, save_coefficients
-from afdlib.costs.fit import (FitQuality, LinearFit, PlateauLineFit, fit_linear,
-                              fit_plateau_line, fit_quality, linearize)
+from afdlib.costs.fit import (
+                              FitQuality,
+                              LinearFit,
+                              PlateauLineFit,
+                              fit_linear,
+                              fit_plateau_line,
+                              fit_quality,
+                              linearize,
+)
 from afdlib.costs.memory import KVFeasibility, kv_feasibility, max_feasible_batch
-from afdlib.costs.presets import (DEFAULT_BATCH, DEFAULT_THETA, BundleCurves, PresetResult,
-                                  build_preset, bundle_curves, hardware_names, load_gpu,
-                                  load_model, model_names, parse_hardware, preset_coefficients)
-from afdlib.costs.roofline import (Efficiency, attention_roofline, comm_roofline,
-                                   ffn_roofline_time)
+from afdlib.costs.presets import (
+                              DEFAULT_BATCH,
+                              DEFAULT_THETA,
+                              BundleCurves,
+                              PresetResult,
+                              build_preset,
+                              bundle_curves,
+                              hardware_names,
+                              load_gpu,
+                              load_model,
+                              model_names,
+                              parse_hardware,
+                              preset_coefficients,
+)
+from afdlib.costs.roofline import Efficiency, attention_roofline, comm_roofline, ffn_roofline_time
 from afdlib.costs.specs import Deployment, GPUSpec, ModelSpec
 
 __all__ = [

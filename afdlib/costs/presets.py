@@ -27,10 +27,14 @@ import numpy as np
 from afdlib.costs.coefficients import StepCoefficients
 from afdlib.costs.fit import FitQuality, linearize
 from afdlib.costs.measured import FITS_FILE, find_fit, load_fits
-from afdlib.costs.memory import (DEFAULT_RESERVE, KVFeasibility, kv_feasibility,
-                                 smallest_attention_instance, smallest_ffn_instance)
-from afdlib.costs.roofline import (Efficiency, attention_roofline, comm_roofline,
-                                   ffn_roofline_parts)
+from afdlib.costs.memory import (
+    DEFAULT_RESERVE,
+    KVFeasibility,
+    kv_feasibility,
+    smallest_attention_instance,
+    smallest_ffn_instance,
+)
+from afdlib.costs.roofline import Efficiency, attention_roofline, comm_roofline, ffn_roofline_parts
 from afdlib.costs.specs import Deployment, GPUSpec, ModelSpec, gpu_from_dict, model_from_dict
 from afdlib.errors import AfdInputError
 
