@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 _MF_COLOR = "black"
+_MARK_LABELS = {"r_A": "$r_A$", "r_C": "$r_C$", "r_peak": r"$r_{\mathrm{peak}}$",
+                "r_peak_C": r"$r_{\mathrm{peak},C}$", "r_CF": "$r_{CF}$"}
 _BARRIER_COLOR = ROLE_COLORS["barrier"]
 
 
@@ -69,11 +71,12 @@ def step_times(coeffs, theta, batch, ratios, *, ax=None, marks: bool = True, leg
         ax.plot(r, 1e3 * comp[key], color=ROLE_COLORS[key], lw=1.5, label=label, zorder=2)
     if marks:
         opt = mean_field_ratio(coeffs, theta, batch)
-        for name, style in (("r_A", ":"), ("r_C", "-."), ("r_peak", "--")):
+        for name, style in (("r_A", ":"), ("r_C", "-."), ("r_peak", "--"), ("r_peak_C", "--"),
+                            ("r_CF", ":")):
             x = getattr(opt, name)
-            if r.min() <= x <= r.max():
+            if np.isfinite(x) and r.min() <= x <= r.max():
                 ax.axvline(x, color="0.4", ls=style, lw=1)
-                ax.annotate(name.replace("r_", "$r_{\\mathrm{") + "}}$", (x, 1.0),
+                ax.annotate(_MARK_LABELS[name], (x, 1.0),
                             xycoords=("data", "axes fraction"), ha="center", va="bottom",
                             fontsize=8)
     ax.set_xlabel("ratio r")
@@ -104,8 +107,9 @@ def throughput_curves(coeffs, theta, batch, ratios, *, load_std=None, prices=Non
             lambda x: throughput_mean_field(coeffs, theta, batch, x, prices), top)
         ax.plot([k], [vals[k - 1] / 1e3], "s", mfc="none", color=_MF_COLOR, ms=8)
     if load_std is not None:
-        lam_b = throughput_barrier(coeffs, theta, load_std, batch, r, prices)
-        ax.plot(r, lam_b / 1e3, color=_BARRIER_COLOR, lw=1.5, label="barrier")
+        rb = r[r >= 1]                          # the barrier model needs a whole worker
+        lam_b = throughput_barrier(coeffs, theta, load_std, batch, rb, prices)
+        ax.plot(rb, lam_b / 1e3, color=_BARRIER_COLOR, lw=1.5, label="barrier")
         if integers and top >= 1:
             k, vals = best_integer_ratio(
                 lambda x: throughput_barrier(coeffs, theta, load_std, batch, x, prices), top)
