@@ -41,7 +41,9 @@ def test_renewal_block_matches_a_slot_by_slot_walk(data):
     prompt, decode = prompt.reshape(k, n), decode.reshape(k, n)
     # the previous request has context ctx_before at step start-1, so base = ctx_before + 1
     base = ctx_before + 1
-    when, jump, nxt, cont = renewal_block(start, base, prompt, decode)
+    ends, jump, cont = renewal_block(start, base, prompt, decode.copy())
+    when = np.vstack([start, ends[:-1]])
+    nxt = ends[-1]
     for i in range(n):
         # walk slot i step by step and record (step, new context - continued context)
         ctx, t = ctx_before[i], start[i] - 1

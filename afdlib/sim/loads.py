@@ -59,7 +59,7 @@ class LoadPath:
 
 
 def renewal_block(start, base, prompt, decode):
-    """Renewal entries of a block of fresh requests for a set of slots.
+    """Renewal entries of a block of fresh requests for a set of slots (in place).
 
     Slot ``i`` starts request ``prompt[0, i], decode[0, i]`` at step ``start[i]``, then
     the following requests of its column back to back. ``base[i]`` is the context the
@@ -71,34 +71,36 @@ def renewal_block(start, base, prompt, decode):
         Step at which each slot's next request starts.
     base : ndarray of int64, shape (n,)
         Linear continuation of each slot's previous context at ``start`` (tokens).
-    prompt, decode : ndarray of int64, shape (k, n)
-        The next ``k`` requests of each slot, in order (tokens, steps).
+    prompt : ndarray of int64, shape (k, n)
+        Prompts of the next ``k`` requests of each slot, in order (tokens).
+    decode : ndarray of int64, shape (k, n)
+        Their decode steps; **overwritten** with the step at which each request *ends*
+        (the next one starts), to save memory traffic.
 
     Returns
     -------
-    when : ndarray of int64, shape (k, n)
-        Start step of each request.
+    ends : ndarray of int64, shape (k, n)
+        The ``decode`` array, now holding the step at which each request ends: request
+        0 starts at ``start``, request ``j >= 1`` at ``ends[j - 1]``, and the slot's next
+        request after the block at ``ends[-1]``.
     jump : ndarray of float64, shape (k, n)
-        Its load jump ``P_new - base`` (tokens).
-    next_start, next_base : ndarray of int64, shape (n,)
-        State after the block: when the request after the last one starts, and the
-        linear continuation (``P + D``) of the last request at that step.
+        Each request's load jump ``P_new - base`` (tokens) at its start.
+    next_base : ndarray of int64, shape (n,)
+        Linear continuation (``P + D``) of the last request at ``ends[-1]``.
     """
     k = prompt.shape[0]
-    when = np.empty_like(decode)
-    when[0] = start
-    # cumulative sum down the columns, row by row: numpy's cumsum along axis 0 does not
-    # vectorize across columns and is an order of magnitude slower here
-    for j in range(1, k):
-        np.add(when[j - 1], decode[j - 1], out=when[j])
-    next_start = when[-1] + decode[-1]
     jump = np.empty(prompt.shape)
     np.subtract(prompt[0], base, out=jump[0])
     np.subtract(prompt[1:], prompt[:-1], out=jump[1:])
     jump[1:] -= decode[:-1]
-    return when, jump, next_start, prompt[-1] + decode[-1]
-
-
+    next_base = prompt[-1] + decode[-1]
+    # cumulative sum down the columns, row by row (numpy's cumsum along axis 0 does not
+    # vectorize across columns and is an order of magnitude slower here): decode[j]
+    # becomes the step at which request j ends
+    decode[0] += start
+    for j in range(1, k):
+        np.add(decode[j - 1], decode[j], out=decode[j])
+    return decode, jump, next_base
 def _initial_state(workload, seeds, batch, init):
     """Per-worker generators and the slots' initial contexts and remaining decode steps."""
     rngs = [np.random.default_rng(s) for s in seeds]
@@ -221,13 +223,16 @@ def _resample_entries(workload, rngs, batch, ctx0, rem0, row_of, steps, out) -> 
                 p, d = workload.sample_requests(rng, (hi - lo) * k)
                 prompt[:, lo:hi] = np.asarray(p).reshape(k, hi - lo)
                 decode[:, lo:hi] = np.asarray(d).reshape(k, hi - lo)
-        when, jump, nxt, cont = renewal_block(start[active], base[active], prompt, decode)
-        count += int(np.count_nonzero(when < steps))
-        np.minimum(when, steps, out=when)
-        when += row_of[active]
-        out += np.bincount(when.ravel(), weights=jump.ravel(), minlength=out.size)
-        start[active] = nxt
+        first = start[active]
+        ends, jump, cont = renewal_block(first, base[active], prompt, decode)
+        start[active] = ends[-1]
         base[active] = cont
+        # request 0 of each slot starts at `first`, request j >= 1 when j - 1 ends
+        count += int(np.count_nonzero(ends[:-1] < steps)) + int(np.count_nonzero(first < steps))
+        np.minimum(ends, steps, out=ends)
+        ends += row_of[active]
+        out += np.bincount(ends[:-1].ravel(), weights=jump[1:].ravel(), minlength=out.size)
+        np.add.at(out, np.minimum(first, steps) + row_of[active], jump[0])
 
 
 def _replay_entries(workload, ctx0, rem0, row_of, steps, out, offset) -> int:
