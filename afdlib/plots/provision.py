@@ -34,6 +34,8 @@ __all__ = [
     "step_decomposition",
     "barrier_shift",
     "barrier_explorer",
+    "worker_bars",
+    "attention_cap",
 ]
 
 _MF_COLOR = "black"
@@ -278,16 +280,64 @@ def barrier_shift(batches, shifts: dict, *, ax=None):
 
 def barrier_explorer(coeffs: StepCoefficients, theta: float, cv: float, batch: int, *,
                      max_ratio=None):
-    """Widget frame: mean-field and barrier throughput with both optima, for a load spread
-    ``cv = sigma / theta``."""
+    """Widget frame: mean-field and barrier throughput (log ratio axis) with both integer
+    optima, for a per-slot load spread ``cv = sigma / theta``."""
     opt = mean_field_ratio(coeffs, theta, batch)
-    top = max_ratio or int(max(12, np.ceil(2.2 * opt.r_star)))
-    ratios = np.linspace(0.5, top, 500)
-    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    top = max_ratio or int(max(16, np.ceil(2.5 * opt.r_star)))
+    ratios = np.unique(np.concatenate([np.geomspace(1, top, 300), np.arange(1, top + 1)]))
+    fig, ax = plt.subplots(figsize=(6.4, 2.9))
     throughput_curves(coeffs, theta, batch, ratios, load_std=cv * theta, ax=ax)
+    ax.set_xscale("log")
     lam_b = lambda x: throughput_barrier(coeffs, theta, cv * theta, batch, x)  # noqa: E731
     k_b, _ = best_integer_ratio(lam_b, top)
     k_m, _ = best_integer_ratio(lambda x: throughput_mean_field(coeffs, theta, batch, x), top)
     ax.set_title(f"best integer ratio: mean field {k_m}, barrier {k_b}", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def worker_bars(attention_times, *, rest=None, ax=None):
+    """One step: each worker's attention time (ms) as a bar, with their mean, their maximum
+    (the step's attention stage) and the rest of the step ``G`` if given.
+
+    Parameters
+    ----------
+    attention_times : array_like
+        Attention time of each worker at one step (s).
+    rest : float, optional
+        ``max(t_C, t_F)`` of the step (s).
+    """
+    ax = _axes(ax)
+    t = 1e3 * np.asarray(attention_times, dtype=float)
+    w = np.arange(1, t.size + 1)
+    slowest = int(np.argmax(t))
+    colors = [ROLE_COLORS["attention"]] * t.size
+    colors[slowest] = _BARRIER_COLOR
+    ax.bar(w, t, color=colors, width=0.75)
+    ax.axhline(t.mean(), color="black", lw=1.2, ls="--", label="mean over workers")
+    ax.axhline(t.max(), color=_BARRIER_COLOR, lw=1.2, label="slowest worker: the step waits")
+    if rest is not None:
+        ax.axhline(1e3 * rest, color=ROLE_COLORS["ffn"], lw=1.2, ls=":",
+                   label="FFN / communication")
+    ax.set_xlabel("attention worker w")
+    ax.set_ylabel("attention time [ms]")
+    ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.0, 1.0))
+    return ax
+
+
+def attention_cap(kappas, caps, *, approx=None, points=None, ax=None):
+    """The attention-limited ratio against kappa = sigma_A / mu_A (log-log), optionally with
+    an approximation and labelled (kappa, r*) points."""
+    ax = _axes(ax)
+    ax.plot(kappas, caps, color="black", lw=1.6, label="exact cap")
+    if approx is not None:
+        ax.plot(kappas, approx, ls="--", lw=1.2, label=r"$\sqrt{2\ln r}/\kappa$")
+    for label, (k, r) in (points or {}).items():
+        ax.plot([k], [r], "o", ms=5, color=_BARRIER_COLOR)
+        ax.annotate(label, (k, r), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$\kappa = \sigma_A / \mu_A$")
+    ax.set_ylabel("attention-limited ratio")
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
