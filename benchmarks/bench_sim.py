@@ -12,7 +12,8 @@ mean step time within sampling noise; the script prints their wall times and the
 
 Timings are wall-clock on whatever machine runs this; only the ratios between runs in the
 same process mean anything. The engine is timed as the best of ``--repeats`` runs, the
-baselines once each (they are 10-100 times slower, so their noise matters less).
+numpy loop as the best of ``--loop-repeats`` and the SimPy model once (it is hundreds of
+times slower, so its noise matters least).
 
 Usage::
 
@@ -97,14 +98,19 @@ def peak_memory(fn) -> int:
 
 
 def bench_trace(name: str, ratio: int, batch: int, steps: int, repeats: int,
-                with_simpy: bool) -> dict:
+                loop_repeats: int, with_simpy: bool) -> dict:
     workload = JointLengths.from_trace(load_trace(name))
     bundle = Bundle(ratio, batch, COEFFS)
     engine_times = []
     for i in range(repeats):
         t, res = timed(lambda i=i: simulate_step(workload, bundle, steps=steps, seed=i))
         engine_times.append(t)
-    t_loop, ref = timed(lambda: simulate_reference(workload, bundle, steps=steps, seed=100))
+    loop_times = []
+    for i in range(loop_repeats):
+        t, ref = timed(lambda i=i: simulate_reference(workload, bundle, steps=steps,
+                                                      seed=100 + i))
+        loop_times.append(t)
+    t_loop = min(loop_times)
     row = {"trace": name, "mean_decode": load_stats(workload).mean_decode,
            "requests": res.requests, "engine_s": min(engine_times), "loop_s": t_loop,
            "engine_tau": res.mean_step_time, "loop_tau": ref.mean_step_time}
@@ -124,12 +130,15 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=5, help="engine runs (best is kept)")
+    parser.add_argument("--loop-repeats", type=int, default=2,
+                        help="numpy-loop runs (best is kept)")
     parser.add_argument("--no-simpy", action="store_true", help="skip the SimPy baseline")
     args = parser.parse_args(argv)
     traces = args.trace or ["azure2023_conv", "azure2023_code", "mooncake_conversation",
                             "sharegpt_8k"]
     print(f"bundle r = {args.ratio}, B = {args.batch}, {args.steps} steps, stationary start, "
-          f"requests resampled from the trace; engine best of {args.repeats}")
+          f"requests resampled from the trace; engine best of {args.repeats}, "
+          f"numpy loop best of {args.loop_repeats}, SimPy once")
     slot_steps = args.ratio * args.batch * args.steps
     print(f"(slots x steps = {slot_steps:,}; a per-step-per-slot array would take "
           f"{8 * slot_steps / 2**20:.0f} MiB)")
@@ -139,7 +148,7 @@ def main(argv=None) -> int:
     print(header)
     for name in traces:
         row = bench_trace(name, args.ratio, args.batch, args.steps, args.repeats,
-                          not args.no_simpy)
+                          args.loop_repeats, not args.no_simpy)
         simpy_s = row.get("simpy_s", float("nan"))
         print(f"{name:<22} {row['mean_decode']:>6.0f} {row['requests']:>9,} "
               f"{row['engine_s']:>9.4f} {row['loop_s']:>7.3f} {simpy_s:>8.2f} "

@@ -9,8 +9,14 @@ Two engines over the same workload and step-time inputs:
   Attention worker, in which attention, communication and FFN are separate resources.
 
 :func:`simulate` picks an engine by name, :func:`sweep` runs one over a range of
-ratios, and :func:`simulate_reference` is a deliberately plain per-step loop over slots,
-kept as an independent check and as the benchmark's baseline.
+ratios (common random numbers, optional progress bar), :func:`replicate` pools
+independent runs, and :func:`simulate_reference` is a deliberately plain per-step loop
+over slots, kept as an independent check and as the benchmark's baseline.
+
+Cost and memory: the step engine does ``O(requests + r * steps)`` work, about
+``r * B * steps / E[D]`` requests, and holds ``O(r * B + r * steps)`` numbers (per-step,
+per-worker loads; never per-step, per-slot state). The pipelined engine adds a Python
+loop over steps and holds ``O(r * m * steps)`` numbers for ``m`` microbatches.
 """
 
 from afdlib.sim.bundle import INITS, Bundle

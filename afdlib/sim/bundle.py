@@ -16,7 +16,7 @@ import numpy as np
 
 from afdlib.costs import StepCoefficients
 from afdlib.errors import AfdInputError
-from afdlib.workload import IndependentLengths, JointLengths, load_stats
+from afdlib.workload import IndependentLengths, JointLengths
 
 __all__ = ["Bundle", "INITS"]
 
@@ -131,8 +131,3 @@ def worker_seeds(seed, ratio: int) -> list[np.random.SeedSequence]:
         root = np.random.SeedSequence(check_int("seed", seed, minimum=0))
     return [np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, w))
             for w in range(ratio)]
-
-
-def workload_theta(workload) -> float:
-    """theta of a workload (tokens), for orientation in reports."""
-    return load_stats(workload).theta

@@ -222,9 +222,9 @@ def autocorrelation_time(x, *, window: float = 5.0) -> float:
 
 
 def _fraction(x: float) -> float:
-    """An idle fraction, with rounding noise around 0 (a busy resource) set to 0."""
+    """An idle fraction, with rounding noise around 0 (an always busy resource) set to 0."""
     x = float(x)
-    return 0.0 if -1e-9 < x < 0.0 else x
+    return 0.0 if abs(x) < 1e-9 else x
 
 
 def summarize(*, engine, bundle, steps, warmup, init, lengths, microbatches, step_time,
