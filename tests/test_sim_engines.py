@@ -24,7 +24,7 @@ from afdlib.sim import (
     sweep,
 )
 from afdlib.sim.pipeline import pipeline_completion_times
-from afdlib.workload import Deterministic, Geometric, IndependentLengths, load_stats
+from afdlib.workload import Deterministic, Geometric, IndependentLengths, Uniform, load_stats
 
 # attention-bound at small r with a visible barrier: alpha_A*B*theta + beta_A ~ 7.6 ms
 COEFFS = StepCoefficients(alpha_A=1e-6, beta_A=1e-3, alpha_F=2e-5, beta_F=2e-3,
@@ -312,3 +312,21 @@ def test_bad_parameters_are_rejected_with_a_named_error(call, fragment):
 
 def test_theta_of_the_test_workload_is_what_the_tests_assume():
     assert load_stats(GEO).theta == pytest.approx(150 + 60 - 1)
+
+
+def test_memory_stays_proportional_to_slots_plus_steps_times_workers():
+    # 6.4 million requests (D is 1..3 steps): holding one int64 pair per request would
+    # take ~100 MB; the engine's peak must stay within a constant times (rB + r*steps)
+    import tracemalloc
+
+    w = IndependentLengths(Geometric(50, start=0), Uniform(1, 3))
+    r, b, steps = 4, 64, 50_000
+    tracemalloc.start()
+    try:
+        res = simulate_step(w, Bundle(r, b, COEFFS), steps=steps, seed=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    bound = 250 * (r * b + r * steps)  # bytes
+    assert res.requests * 16 > 2 * bound  # the check has teeth
+    assert peak < bound
