@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ratio", type=int, default=8)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=5, help="engine runs (best is kept)")
+    parser.add_argument("--repeats", type=int, default=10, help="engine runs (best is kept)")
     parser.add_argument("--loop-repeats", type=int, default=2,
                         help="numpy-loop runs (best is kept)")
     parser.add_argument("--no-simpy", action="store_true", help="skip the SimPy baseline")

@@ -154,3 +154,25 @@ def test_bad_coefficient_files_and_missing_presets(tmp_path):
     assert "nan.json" in result.stderr
     result = run_cli("simulate", *LAWS, "--batch", "8", "--ratio", "2")
     assert result.returncode == 2 and "--coeffs" in result.stderr
+
+
+def test_model_and_hardware_presets_match_their_coefficient_file(tmp_path, capsys):
+    from afdlib import costs
+    from afdlib.workload import load_stats, parse_length_law
+
+    if getattr(costs, "preset_coefficients", None) is None:
+        pytest.skip("presets are not available")
+    law = ["--prompt", "geometric:100,start=0", "--decode", "geometric:50"]
+    theta = load_stats(IndependentLengths(parse_length_law("geometric:100,start=0"),
+                                          parse_length_law("geometric:50"))).theta
+    coeffs = costs.preset_coefficients("deepseek-v3", "h800", batch=64, theta=theta)
+    path = tmp_path / "preset.json"
+    save_coefficients(coeffs, path)
+    common = ["simulate", *law, "--batch", "64", "--ratio", "3", "--steps", "2000", "--json"]
+    status, cap = call(capsys, *common, "--model", "deepseek-v3", "--hardware", "h800")
+    assert status == 0
+    by_name = json.loads(cap.out)
+    status, cap = call(capsys, *common, "--coeffs", str(path))
+    assert status == 0
+    assert json.loads(cap.out)["throughput_per_instance"] == pytest.approx(
+        by_name["throughput_per_instance"], rel=1e-12)

@@ -78,7 +78,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "simulate", help="simulate one rA-1F bundle",
         description="Simulate an rA-1F bundle with exact per-slot renewals and the exact "
-                    "barrier over workers; report throughput per instance (with a 95%% "
+                    "barrier over workers; report throughput per instance (with a 95% "
                     "batch-means interval), mean step time, idle fractions and barrier "
                     "overhead.")
     _add_run_arguments(p)
