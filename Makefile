@@ -45,8 +45,11 @@ test-book: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check afdlib tests benchmarks
 
+# Speed of the step engine against a numpy loop and a SimPy model (ratios, same process),
+# and agreement of `afd simulate` with the independent loop. Needs AFDLIB_DATA_DIR or network.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py
+	$(BIN)/python benchmarks/check_reference.py
 
 clean:
 	rm -rf _build _build_stored_config.yml .pytest_cache .hypothesis

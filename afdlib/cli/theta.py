@@ -10,7 +10,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "theta", help="theta and load_std of a request trace",
         description="Estimate the per-slot stationary load theta (mean cached tokens read per "
-                    "decode step) and its standard deviation from a request trace, with a 95%% "
+                    "decode step) and its standard deviation from a request trace, with a 95% "
                     "confidence interval (ratio estimator, delta method).")
     add_trace_arguments(p, positional=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
