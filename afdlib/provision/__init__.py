@@ -92,7 +92,8 @@ class ProvisionResult:
     mean_field : MeanFieldRatio
         Closed-form optimum and regime.
     r_star_numeric : float
-        Maximizer of the mean-field throughput found by direct numerical search (a check).
+        Maximizer of the mean-field throughput over ``[1e-4, 1e9]`` found by direct numerical
+        search (log grid and Brent), a check on the closed form.
     r_int_mean_field : int
         Best integer ratio of the mean-field model in ``1 .. max_ratio``.
     barrier : BarrierRatio
@@ -199,7 +200,7 @@ def provision(coeffs, theta, load_std, batch, max_ratio: int | None = None,
     def lam_b(r):
         return throughput_barrier(coeffs, theta, load_std, batch, r, prices)
 
-    r_num, _ = maximize_ratio(lam_mf, 1e-4, max(1e6, 100.0 * mf.r_star))
+    r_num, _ = maximize_ratio(lam_mf, 1e-4, 1e9)   # direct search, blind to the closed form
     if max_ratio is None:
         coarse = barrier_ratio(coeffs, theta, load_std, batch, max_ratio=1, prices=prices)
         max_ratio = default_max_ratio(mf.r_star, coarse.r_star)

@@ -41,6 +41,7 @@ from afdlib.provision._common import (
     check_ratio,
     check_scalar,
 )
+from afdlib.provision.meanfield import best_integer_ratio, maximize_ratio
 
 __all__ = [
     "expected_max_normal",
@@ -423,8 +424,6 @@ def barrier_ratio(coeffs, theta, load_std, batch, max_ratio: int = 64, prices=No
     -------
     BarrierRatio
     """
-    from afdlib.provision.meanfield import best_integer_ratio, maximize_ratio
-
     barrier_moments(coeffs, theta, load_std, batch)  # validates
 
     def objective(r):
@@ -457,8 +456,6 @@ def attention_limited_ratio(kappa) -> np.ndarray:
     ndarray
         The maximizing real ratio ``>= 1`` for each kappa.
     """
-    from afdlib.provision.meanfield import maximize_ratio
-
     kappa = np.asarray(kappa, dtype=float)
     if kappa.size and (not np.all(np.isfinite(kappa)) or np.any(kappa <= 0)):
         raise AfdInputError("kappa = sigma_A / mu_A must be finite and > 0")
