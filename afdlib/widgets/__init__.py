@@ -159,8 +159,11 @@ def live(plot: Callable[..., object], **sliders):
     -------
     ipywidgets.interactive
     """
+    import functools
+
     import ipywidgets
 
+    @functools.wraps(plot)  # keeps plot's signature, so sliders start at its defaults
     def _draw(**kwargs):
         fig = plot(**kwargs)
         plt.show() if fig is None else (fig.show() if hasattr(fig, "show") else None)
