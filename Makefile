@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 # The full build executes every chapter (cached by jupyter-cache between builds).
 book: $(STAMP)
-	$(BIN)/jupyter-book build . $(BOOK_FLAGS)
+	env -u MPLBACKEND $(BIN)/jupyter-book build . $(BOOK_FLAGS)
 	@echo "Book written to _build/html/index.html"
 
 test: test-unit test-notebooks test-book
@@ -30,8 +30,9 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
 
 # nbval re-executes each chapter and compares the fresh outputs with the committed ones.
+# (MPLBACKEND is cleared so that the kernels use the inline backend and emit their figures.)
 test-notebooks: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_FLAGS) --nbval --nbval-current-env \
+	env -u MPLBACKEND $(BIN)/python -m pytest $(PYTEST_FLAGS) --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg chapters
 
 # nbval has just proved the stored outputs equal a fresh run, so this build renders the
