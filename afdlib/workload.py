@@ -55,6 +55,7 @@ __all__ = [
     "decode_steps_from_output",
     "sample_stationary_slots",
     "slot_load_path",
+    "stationary_load_pmf",
     "parse_length_law",
 ]
 
@@ -906,6 +907,68 @@ def sample_stationary_slots(workload: Workload, rng: np.random.Generator,
     position = np.floor(rng.random(size) * decode).astype(np.int64)
     position = np.minimum(position, decode - 1)
     return prompt + position, decode - position
+
+
+def _truncated_pmf(law: LengthLaw, tail: float = 1e-13) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, probabilities)`` of a law on ``0 .. upper`` with the tail beyond upper
+    below ``tail`` (exact for finite laws; the tail mass is dropped, then renormalized)."""
+    if isinstance(law, _FiniteLaw):
+        return law.table
+    if isinstance(law, Geometric):
+        q = 1.0 - law.p
+        extra = 0 if q == 0 else int(np.ceil(np.log(tail) / np.log(q)))
+        upper = law.start + extra
+    elif isinstance(law, Mixture):
+        upper = max(int(_truncated_pmf(c, tail)[0][-1]) for c in law.components)
+    else:  # a user-defined law: search a power of two holding all but the tail
+        upper = 1
+        while 1.0 - law.pmf(np.arange(upper + 1)).sum() > tail and upper < 2**26:
+            upper *= 2
+    values = np.arange(0, upper + 1, dtype=np.int64)
+    probs = law.pmf(values)
+    return values, probs / probs.sum()
+
+
+def stationary_load_pmf(workload: Workload) -> tuple[np.ndarray, np.ndarray]:
+    """Exact law of a slot's load at a uniformly random step.
+
+    By :func:`sample_stationary_slots`' argument, a slot reads ``l`` tokens with probability
+    ``P(L = l) = E[#{j < D : P + j = l}] / E[D] = P(P <= l < P + D) / E[D]``.
+
+    Parameters
+    ----------
+    workload : IndependentLengths or JointLengths
+
+    Returns
+    -------
+    values : ndarray of int64
+        Loads ``0, 1, ..., l_max`` (tokens).
+    probabilities : ndarray of float
+        ``P(L = l)``; they sum to 1. For laws with unbounded support, lengths whose tail
+        probability is below 1e-13 are dropped.
+    """
+    if isinstance(workload, JointLengths):
+        top = int((workload.prompt + workload.decode).max())
+        # +1 where a request's loads start, -1 one past where they end, then integrate
+        diff = np.bincount(workload.prompt, minlength=top + 1).astype(float)
+        diff -= np.bincount(workload.prompt + workload.decode, minlength=top + 1)
+        counts = np.cumsum(diff)[:top]
+        return np.arange(top, dtype=np.int64), counts / workload.decode.sum()
+    if not isinstance(workload, IndependentLengths):
+        raise AfdInputError(f"not a workload: {workload!r}")
+    from scipy.signal import fftconvolve
+
+    p_vals, p_probs = _truncated_pmf(workload.prompt)
+    d_vals, d_probs = _truncated_pmf(workload.decode)
+    # survival S(k) = P(D > k) for k = 0 .. d_max - 1
+    d_dense = np.zeros(int(d_vals[-1]) + 1)
+    d_dense[d_vals] = d_probs
+    survival = 1.0 - np.cumsum(d_dense)[:-1]
+    p_dense = np.zeros(int(p_vals[-1]) + 1)
+    p_dense[p_vals] = p_probs
+    pmf = np.clip(fftconvolve(p_dense, survival), 0.0, None)
+    pmf /= pmf.sum()
+    return np.arange(pmf.size, dtype=np.int64), pmf
 
 
 def slot_load_path(workload: Workload, rng: np.random.Generator,

@@ -38,7 +38,8 @@ def register(subparsers) -> None:
                     "(or its generalization when communication grows with r), its regime, the "
                     "best integer ratio of the mean-field and of the Gaussian barrier model, and "
                     "the throughput per instance at every ratio 1..R. The workload is a trace, "
-                    "or theta and load_std (tokens) given directly.")
+                    "or theta and load_std (tokens) given directly; with a trace, the barrier "
+                    "with the exact law of a worker's load is reported too (r_int_exact).")
     add_trace_arguments(p, positional=False)
     p.add_argument("--theta", type=_nonnegative_float, metavar="X",
                    help="per-slot stationary mean load (tokens), instead of --trace")
@@ -59,7 +60,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _workload(args) -> tuple[float, float, str]:
+def _workload(args):
+    """theta, load_std, a description, and the requests when a trace was given."""
     have_direct = args.theta is not None or args.load_std is not None
     if args.trace is not None and have_direct:
         raise CliError("give either --trace or --theta/--load-std, not both")
@@ -68,23 +70,33 @@ def _workload(args) -> tuple[float, float, str]:
 
         trace, requests = load_trace_requests(args)
         est = estimate_load(requests.prompt, requests.decode)
-        return est.theta, est.load_std, trace.name
+        return est.theta, est.load_std, trace.name, requests
     if args.theta is None or args.load_std is None:
         raise CliError("give a workload: --trace TRACE, or both --theta X and --load-std S")
-    return args.theta, args.load_std, "given theta and load_std"
+    return args.theta, args.load_std, "given theta and load_std", None
 
 
 def run(args) -> int:
     """Compute and print the provisioning result."""
     from afdlib.provision import InstancePrices, provision
 
-    theta, load_std, source = _workload(args)
+    theta, load_std, source, requests = _workload(args)
     coeffs = resolve_coefficients(args, batch=args.batch, theta=theta)
     prices = InstancePrices(attention=args.price_attention, ffn=args.price_ffn)
     result = provision(coeffs, theta, load_std, args.batch, max_ratio=args.max_ratio,
                        prices=prices)
     out = result.to_dict()
     out["workload"] = source
+    exact = None
+    if requests is not None:
+        # with the trace at hand, the barrier with the exact worker-load law as well
+        from afdlib.provision.exact import exact_ratio, worker_load_law
+
+        exact = exact_ratio(coeffs, worker_load_law(requests, args.batch), result.max_ratio,
+                            prices)
+        out["r_int_exact"] = exact.r_int
+        for r, lam in zip(exact.ratios, exact.throughputs, strict=True):
+            out["throughput_per_instance"][str(int(r))]["exact"] = float(lam)
     if args.json:
         emit_json(out)
         return 0
@@ -99,16 +111,25 @@ def run(args) -> int:
           f"(direct search: {result.r_star_numeric:.4f})")
     print(f"r* (barrier)    {result.barrier.r_star:.4f}")
     print(f"best integer    mean field {result.r_int_mean_field}, barrier "
-          f"{result.barrier.r_int}  (ratios 1..{result.max_ratio})")
+          f"{result.barrier.r_int}"
+          + (f", exact-load barrier {exact.r_int}" if exact is not None else "")
+          + f"  (ratios 1..{result.max_ratio})")
     lo = max(1, min(result.r_int_mean_field, result.barrier.r_int) - 3)
     hi = min(result.max_ratio, max(result.r_int_mean_field, result.barrier.r_int) + 3)
-    print(f"{'ratio':>7} {'mean field':>14} {'barrier':>14}   ({unit})")
+    if exact is not None:
+        lo = max(1, min(lo, exact.r_int - 3))
+        hi = min(result.max_ratio, max(hi, exact.r_int + 3))
+    print(f"{'ratio':>7} {'mean field':>14} {'barrier':>14}"
+          + (f" {'exact load':>14}" if exact is not None else "") + f"   ({unit})")
     for r in range(lo, hi + 1):
         mark = []
         if r == result.r_int_mean_field:
             mark.append("mean-field best")
         if r == result.barrier.r_int:
             mark.append("barrier best")
+        if exact is not None and r == exact.r_int:
+            mark.append("exact best")
+        extra = f" {exact.throughputs[r - 1]:>14.1f}" if exact is not None else ""
         print(f"{r:>7} {result.throughput_mean_field[r - 1]:>14.1f} "
-              f"{result.throughput_barrier[r - 1]:>14.1f}   {', '.join(mark)}")
+              f"{result.throughput_barrier[r - 1]:>14.1f}{extra}   {', '.join(mark)}")
     return 0

@@ -8,7 +8,9 @@ Data flows workload -> costs -> **provision** -> sim. Submodules:
   the best integer ratio;
 * :mod:`afdlib.provision.barrier`: the Gaussian barrier refinement (the slowest of r
   workers sets the step), with a robust, vectorized ``E[tau]``;
-* :mod:`afdlib.provision.sensitivity`: derivatives of the optimum (analytic and numerical).
+* :mod:`afdlib.provision.sensitivity`: derivatives of the optimum (analytic and numerical);
+* :mod:`afdlib.provision.exact`: the barrier with the exact law of a worker's load (the
+  B-fold convolution of a slot's stationary load law) instead of its normal approximation.
 
 :func:`provision` runs everything for one operating point (what ``afd provision`` prints).
 """
@@ -33,6 +35,14 @@ from afdlib.provision.barrier import (
     max_normal_median,
     step_time_decomposition,
     throughput_barrier,
+)
+from afdlib.provision.exact import (
+    ExactRatio,
+    WorkerLoadLaw,
+    exact_ratio,
+    expected_step_time_exact,
+    throughput_exact,
+    worker_load_law,
 )
 from afdlib.provision.meanfield import (
     REGIMES,
@@ -62,6 +72,8 @@ __all__ = [
     "expected_step_time", "step_time_decomposition", "throughput_barrier", "barrier_ratio",
     "attention_limited_ratio",
     "mean_field_sensitivities", "numerical_sensitivities", "provision", "default_max_ratio",
+    "WorkerLoadLaw", "ExactRatio", "worker_load_law", "expected_step_time_exact",
+    "throughput_exact", "exact_ratio",
 ]
 
 #: Upper end of the default integer range.

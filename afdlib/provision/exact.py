@@ -1,0 +1,217 @@
+"""The barrier with the exact law of a worker's load instead of its normal approximation.
+
+A worker's token load is the sum of its B slots' loads. In the stationary state the slots
+are independent and each load has the exact law of
+:func:`afdlib.workload.stationary_load_pmf`, so the law of the worker's load is that law
+convolved with itself B times, and the r workers are independent. The expected step time
+
+    E[tau] = E[ max(G, alpha_A * max_w T_w + beta_A) ],   G = max(t_C, t_F(rB)),
+
+then follows from the distribution function F of one worker's load as
+
+    E[tau] = alpha_A * (c + integral_c^inf (1 - F(x)^r) dx) + beta_A,   c = (G - beta_A) / alpha_A,
+
+with no central-limit approximation. It is exact for the step model (up to a grid of
+a few thousand load bins, chosen to keep the mean exact), and matters where the normal
+approximation of :mod:`afdlib.provision.barrier` is poor: few slots per worker and
+heavy-tailed contexts, whose worker loads are right-skewed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import fft
+
+from afdlib.errors import AfdInputError
+from afdlib.provision._common import as_prices, check_coefficients
+from afdlib.workload import IndependentLengths, JointLengths, stationary_load_pmf
+
+__all__ = ["WorkerLoadLaw", "worker_load_law", "expected_step_time_exact", "throughput_exact",
+           "ExactRatio", "exact_ratio"]
+
+
+@dataclass(frozen=True, eq=False)
+class WorkerLoadLaw:
+    """The law of one worker's token load on a grid.
+
+    Attributes
+    ----------
+    batch : int
+        Slots per worker B.
+    step : float
+        Grid spacing (tokens); the load takes the values ``offset + k * step``.
+    offset : float
+        First grid value (tokens).
+    pmf : ndarray
+        Probability of each grid value (sums to 1).
+    mean, std : float
+        Mean and standard deviation of the load (tokens); the mean is exact.
+    """
+
+    batch: int
+    step: float
+    offset: float
+    pmf: np.ndarray
+    mean: float
+    std: float
+
+    @property
+    def values(self) -> np.ndarray:
+        """Grid values (tokens)."""
+        return self.offset + self.step * np.arange(self.pmf.size)
+
+    @property
+    def cdf(self) -> np.ndarray:
+        """``P(T <= value)`` at each grid value."""
+        return np.minimum(np.cumsum(self.pmf), 1.0)
+
+
+def _linear_binning(values: np.ndarray, probs: np.ndarray, step: int) -> np.ndarray:
+    """Spread each point's mass over the two neighbouring grid points, keeping the mean."""
+    k = values // step
+    frac = (values - k * step) / step
+    size = int(k.max()) + 2
+    out = np.bincount(k, weights=probs * (1.0 - frac), minlength=size)
+    out += np.bincount(k + 1, weights=probs * frac, minlength=size)
+    return out
+
+
+def worker_load_law(workload, batch: int, *, bins: int = 2048,
+                    tail: float = 1e-17) -> WorkerLoadLaw:
+    """Exact law of the token load of a worker with ``batch`` stationary slots.
+
+    Parameters
+    ----------
+    workload : IndependentLengths or JointLengths
+        Request lengths (P tokens of context, D >= 1 decode steps).
+    batch : int
+        Slots per worker B, >= 1.
+    bins : int
+        Grid points for one slot's load (its range is split into about this many steps of
+        an integer number of tokens; mass is split linearly between neighbours, so the
+        mean stays exact and each slot's variance grows by at most ``step**2 / 4``).
+    tail : float
+        Grid points with probability below ``tail`` at either end are dropped.
+
+    Returns
+    -------
+    WorkerLoadLaw
+    """
+    if not isinstance(workload, IndependentLengths | JointLengths):
+        raise AfdInputError(f"not a workload: {workload!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+        raise AfdInputError(f"batch B must be an integer >= 1, got {batch!r}")
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 16:
+        raise AfdInputError(f"bins must be an integer >= 16, got {bins!r}")
+    values, probs = stationary_load_pmf(workload)
+    step = max(1, math.ceil(int(values[-1]) / bins))
+    slot = _linear_binning(values, probs, step)
+    lo = int(np.argmax(slot > 0))
+    slot = slot[lo:int(np.nonzero(slot)[0][-1]) + 1]
+    n = batch * (slot.size - 1) + 1
+    size = fft.next_fast_len(n, real=True)
+    pmf = fft.irfft(fft.rfft(slot, size) ** batch, size)[:n]
+    pmf = np.clip(pmf, 0.0, None)
+    pmf /= pmf.sum()
+    keep = np.nonzero(pmf > tail)[0]
+    first, last = int(keep[0]), int(keep[-1])
+    pmf = pmf[first:last + 1] / pmf[first:last + 1].sum()
+    offset = float(step * (batch * lo + first))
+    grid = offset + step * np.arange(pmf.size)
+    mean = float(np.dot(pmf, grid))
+    std = float(math.sqrt(max(np.dot(pmf, (grid - mean) ** 2), 0.0)))
+    return WorkerLoadLaw(int(batch), float(step), offset, pmf, mean, std)
+
+
+def _expected_max_excess(law: WorkerLoadLaw, threshold: float, r: int) -> float:
+    """``E[max(threshold, max of r loads)] - threshold`` (tokens)."""
+    grid = law.values
+    cdf = law.cdf
+    # below the grid the maximum exceeds x surely: that part is [threshold, offset)
+    below = max(law.offset - threshold, 0.0)
+    # P(M > x) = 1 - F_k^r on [x_k, x_k + step)
+    left = np.maximum(grid, threshold)
+    width = np.clip(grid + law.step - left, 0.0, None)
+    live = width > 0
+    if not live.any():
+        return below
+    with np.errstate(divide="ignore"):
+        log_cdf = np.log(cdf[live])
+    return below + float(np.dot(-np.expm1(r * log_cdf), width[live]))
+
+
+def expected_step_time_exact(coeffs, law: WorkerLoadLaw, ratio) -> np.ndarray:
+    """``E[tau]`` (s) of the step model with the exact worker-load law, for each ratio.
+
+    Parameters
+    ----------
+    coeffs : afdlib.costs.StepCoefficients
+    law : WorkerLoadLaw
+        From :func:`worker_load_law`; its batch is the B of the bundle.
+    ratio : array_like of int
+        Attention workers per FFN worker, each >= 1.
+
+    Returns
+    -------
+    ndarray
+        Mean step time (s), shape of ``ratio``.
+    """
+    coeffs = check_coefficients(coeffs)
+    r = np.asarray(ratio)
+    if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 1) or np.any(r != np.round(r)):
+        raise AfdInputError("ratios for the exact barrier must be integers >= 1")
+    flat = r.ravel().astype(np.int64)
+    out = np.empty(flat.size)
+    cache: dict[int, float] = {}
+    for i, rr in enumerate(flat):
+        if rr not in cache:
+            rest = max(float(coeffs.comm_time(rr, law.batch)), float(coeffs.ffn_time(rr, law.batch)))
+            threshold = (rest - coeffs.beta_A) / coeffs.alpha_A
+            excess = _expected_max_excess(law, threshold, int(rr))
+            cache[rr] = coeffs.alpha_A * (threshold + excess) + coeffs.beta_A
+        out[i] = cache[rr]
+    return out.reshape(r.shape)
+
+
+def throughput_exact(coeffs, law: WorkerLoadLaw, ratio, prices=None) -> np.ndarray:
+    """Throughput per instance ``r B / ((r + 1) E[tau])`` with the exact barrier (tokens/s).
+
+    With ``prices`` (an :class:`~afdlib.provision.InstancePrices`), tokens/s per price unit.
+    """
+    prices = as_prices(prices)
+    r = np.asarray(ratio, dtype=float)
+    tau = expected_step_time_exact(coeffs, law, r)
+    return r * law.batch / (prices.bundle_cost(r) * tau)
+
+
+@dataclass(frozen=True)
+class ExactRatio:
+    """Best integer ratio of the exact-barrier model.
+
+    Attributes
+    ----------
+    r_int : int
+        Ratio with the highest throughput in ``1 .. max_ratio``.
+    throughput : float
+        Its throughput per instance (tokens/s).
+    ratios, throughputs : ndarray
+        The whole table.
+    """
+
+    r_int: int
+    throughput: float
+    ratios: np.ndarray
+    throughputs: np.ndarray
+
+
+def exact_ratio(coeffs, law: WorkerLoadLaw, max_ratio: int, prices=None) -> ExactRatio:
+    """Best integer ratio of the exact-barrier model, comparing every ratio 1 .. max_ratio."""
+    if isinstance(max_ratio, bool) or not isinstance(max_ratio, int | np.integer) or max_ratio < 1:
+        raise AfdInputError(f"max_ratio must be an integer >= 1, got {max_ratio!r}")
+    ratios = np.arange(1, int(max_ratio) + 1)
+    lam = throughput_exact(coeffs, law, ratios, prices)
+    k = int(np.argmax(lam))
+    return ExactRatio(int(ratios[k]), float(lam[k]), ratios, lam)

@@ -1,0 +1,181 @@
+"""The exact-load barrier: the slot-load law, the worker-load law, E[tau] against Monte
+Carlo and the simulator, agreement with the Gaussian rule where the CLT holds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from afdlib.cli import main
+from afdlib.costs import StepCoefficients, save_coefficients
+from afdlib.errors import AfdInputError
+from afdlib.provision import expected_step_time
+from afdlib.provision.exact import (
+    exact_ratio,
+    expected_step_time_exact,
+    throughput_exact,
+    worker_load_law,
+)
+from afdlib.sim import Bundle, simulate_step
+from afdlib.workload import (
+    Deterministic,
+    DiscretizedLognormal,
+    Geometric,
+    IndependentLengths,
+    JointLengths,
+    Mixture,
+    Uniform,
+    load_stats,
+    sample_stationary_slots,
+    stationary_load_pmf,
+)
+
+COEFFS = StepCoefficients(alpha_A=2e-8, beta_A=2e-3, alpha_F=2e-6, beta_F=5e-3,
+                          alpha_C=1e-6, beta_C=1e-3)
+rng0 = np.random.default_rng(0)
+HEAVY = JointLengths(
+    np.concatenate([rng0.integers(0, 2000, 3000), rng0.integers(20000, 120000, 300)]),
+    np.concatenate([rng0.integers(1, 600, 3000), rng0.integers(1, 900, 300)]),
+)
+WORKLOADS = {
+    "geometric": IndependentLengths(Geometric(100, start=0), Geometric(500)),
+    "small": IndependentLengths(Deterministic(10), Uniform(1, 5)),
+    "lognormal+mix": IndependentLengths(DiscretizedLognormal(300, 1.0, 0, 20000),
+                                        Mixture((Geometric(30), Deterministic(900)), (0.6, 0.4))),
+    "heavy rows": HEAVY,
+}
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_slot_load_law_has_the_renewal_moments(name):
+    w = WORKLOADS[name]
+    values, probs = stationary_load_pmf(w)
+    stats = load_stats(w)
+    assert probs.min() >= 0 and probs.sum() == pytest.approx(1.0, abs=1e-12)
+    mean = np.dot(values, probs)
+    assert mean == pytest.approx(stats.theta, rel=1e-9)
+    assert np.sqrt(np.dot(values.astype(float) ** 2, probs) - mean**2) == pytest.approx(
+        stats.load_std, rel=1e-7)
+
+
+def test_slot_load_law_is_the_law_of_a_stationary_slot():
+    values, probs = stationary_load_pmf(WORKLOADS["small"])
+    ctx, _ = sample_stationary_slots(WORKLOADS["small"], np.random.default_rng(1), 200_000)
+    freq = np.bincount(ctx, minlength=values.size)[: values.size] / ctx.size
+    np.testing.assert_allclose(freq, probs, atol=0.004)
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+@pytest.mark.parametrize("batch", [1, 8, 256])
+def test_worker_load_law_has_mean_b_theta_and_variance_b_sigma2(name, batch):
+    w = WORKLOADS[name]
+    law = worker_load_law(w, batch)
+    stats = load_stats(w)
+    assert law.pmf.sum() == pytest.approx(1.0, abs=1e-12)
+    assert law.mean == pytest.approx(batch * stats.theta, rel=1e-9)
+    # linear binning adds at most step^2/4 of variance per slot
+    extra = batch * law.step**2 / 4
+    assert batch * stats.load_variance <= law.std**2 + 1e-6 * law.std**2
+    assert law.std**2 <= batch * stats.load_variance + extra + 1e-6 * law.std**2
+
+
+@pytest.mark.parametrize("batch", [4, 16])
+def test_expected_step_time_matches_monte_carlo_of_stationary_workers(batch):
+    w = HEAVY
+    law = worker_load_law(w, batch)
+    rng = np.random.default_rng(2)
+    n = 20_000
+    for r in (1, 4, 16):
+        ctx, _ = sample_stationary_slots(w, rng, n * r * batch)
+        loads = ctx.reshape(n, r, batch).sum(axis=2)
+        rest = max(COEFFS.comm_time(r, batch), COEFFS.ffn_time(r, batch))
+        tau = np.maximum(rest, COEFFS.alpha_A * loads.max(axis=1) + COEFFS.beta_A)
+        se = tau.std(ddof=1) / np.sqrt(n)
+        exact = expected_step_time_exact(COEFFS, law, r)
+        assert abs(exact - tau.mean()) < 4 * se
+
+
+def test_heavy_tails_make_the_gaussian_rule_underestimate_the_slowest_worker():
+    batch, r = 4, 16
+    stats = load_stats(HEAVY)
+    exact = expected_step_time_exact(COEFFS, worker_load_law(HEAVY, batch), r)
+    gauss = expected_step_time(COEFFS, stats.theta, stats.load_std, batch, r)
+    assert exact > gauss * 1.02
+
+
+def test_light_tails_and_large_batch_agree_with_the_gaussian_rule():
+    w = WORKLOADS["geometric"]
+    stats = load_stats(w)
+    law = worker_load_law(w, 256)
+    ratios = np.array([1, 2, 4, 8, 16, 32])
+    exact = expected_step_time_exact(COEFFS, law, ratios)
+    gauss = expected_step_time(COEFFS, stats.theta, stats.load_std, 256, ratios)
+    np.testing.assert_allclose(exact, gauss, rtol=2e-3)
+
+
+def test_expected_step_time_is_what_the_simulator_measures():
+    # independent simulator runs (exact per-slot dynamics, no load law at all); their
+    # spread gives the standard error (a single run's batch-means interval is optimistic
+    # for heavy tails)
+    batch, r = 8, 6
+    law = worker_load_law(HEAVY, batch)
+    runs = np.array([simulate_step(HEAVY, Bundle(r, batch, COEFFS), steps=40_000,
+                                   seed=seed).mean_step_time for seed in range(24)])
+    se = runs.std(ddof=1) / np.sqrt(runs.size)
+    exact = float(expected_step_time_exact(COEFFS, law, r))
+    assert abs(runs.mean() - exact) < 4 * se
+    assert se < 0.01 * exact  # the check is sharp: 4 se is under 4% of E[tau]
+
+
+def test_single_worker_needs_no_barrier_but_keeps_the_max_with_the_rest():
+    law = worker_load_law(WORKLOADS["small"], 3)
+    rest = max(COEFFS.comm_time(1, 3), COEFFS.ffn_time(1, 3))
+    direct = np.dot(law.pmf, np.maximum(rest, COEFFS.alpha_A * law.values + COEFFS.beta_A))
+    assert expected_step_time_exact(COEFFS, law, 1) == pytest.approx(direct, rel=1e-12)
+
+
+def test_exact_ratio_maximizes_the_table():
+    law = worker_load_law(WORKLOADS["lognormal+mix"], 32)
+    best = exact_ratio(COEFFS, law, 40)
+    lam = throughput_exact(COEFFS, law, np.arange(1, 41))
+    assert best.r_int == int(np.argmax(lam)) + 1
+    assert best.throughput == pytest.approx(lam.max())
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: worker_load_law(HEAVY, 0), "batch"),
+        (lambda: worker_load_law(HEAVY, 2.5), "batch"),
+        (lambda: worker_load_law("trace", 4), "not a workload"),
+        (lambda: worker_load_law(HEAVY, 4, bins=3), "bins"),
+        (lambda: expected_step_time_exact(COEFFS, worker_load_law(HEAVY, 4), 0), "integers >= 1"),
+        (lambda: expected_step_time_exact(COEFFS, worker_load_law(HEAVY, 4), 2.5),
+         "integers >= 1"),
+        (lambda: exact_ratio(COEFFS, worker_load_law(HEAVY, 4), 0), "max_ratio"),
+    ],
+)
+def test_bad_input_is_rejected(call, message):
+    with pytest.raises(AfdInputError, match=message):
+        call()
+
+
+def test_cli_reports_the_exact_ratio_with_a_trace(tmp_path, capsys):
+    trace = tmp_path / "t.csv"
+    rows = "\n".join(f"{p},{d}" for p, d in zip(HEAVY.prompt[:400], HEAVY.decode[:400],
+                                                strict=True))
+    trace.write_text("prompt_tokens,output_tokens\n" + rows + "\n")
+    coeffs = tmp_path / "c.json"
+    save_coefficients(COEFFS, coeffs)
+    assert main(["provision", "--trace", str(trace), "--batch", "8", "--coeffs", str(coeffs),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 1 <= out["r_int_exact"] <= out["max_ratio"]
+    table = out["throughput_per_instance"]
+    best = max(table, key=lambda k: table[k]["exact"])
+    assert int(best) == out["r_int_exact"]
+    assert main(["provision", "--theta", "500", "--load-std", "300", "--batch", "8",
+                 "--coeffs", str(coeffs), "--json"]) == 0
+    assert "r_int_exact" not in json.loads(capsys.readouterr().out)
