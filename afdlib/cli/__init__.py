@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (``afd ... | head``): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except CliError as exc:
         print(f"afd: error: {exc}", file=sys.stderr)
         return exc.status
