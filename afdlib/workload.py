@@ -34,6 +34,7 @@ from functools import cached_property
 import numpy as np
 from scipy import special
 
+from afdlib._checks import check_int
 from afdlib.errors import AfdInputError
 
 __all__ = [
@@ -109,16 +110,6 @@ class LengthLaw(ABC):
             raise ValueError(f"raw moments are available for k = 1, 2, 3, not {k}")
 
 
-def _check_integer(name: str, value, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-        raise AfdInputError(f"{name} must be an integer, got {value!r}")
-    if not math.isfinite(float(value)) or float(value) != int(value):
-        raise AfdInputError(f"{name} must be an integer, got {value!r}")
-    if int(value) < minimum:
-        raise AfdInputError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
         raise AfdInputError(f"{name} must be a number, got {value!r}")
@@ -150,7 +141,7 @@ class Geometric(LengthLaw):
     start: int = 1
 
     def __post_init__(self) -> None:
-        start = _check_integer("geometric start", self.start, minimum=0)
+        start = check_int("geometric start", self.start, minimum=0)
         mean = _check_positive_float("geometric mean", self.mean_value, allow_zero=True)
         if mean < start:
             raise AfdInputError(f"geometric mean ({mean}) must be >= start ({start})")
@@ -285,7 +276,7 @@ class Deterministic(_FiniteLaw):
     value: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", _check_integer("deterministic value", self.value,
+        object.__setattr__(self, "value", check_int("deterministic value", self.value,
                                                          minimum=0))
 
     @cached_property
@@ -304,8 +295,8 @@ class Uniform(_FiniteLaw):
     high: int
 
     def __post_init__(self) -> None:
-        low = _check_integer("uniform low", self.low, minimum=0)
-        high = _check_integer("uniform high", self.high, minimum=0)
+        low = check_int("uniform low", self.low, minimum=0)
+        high = check_int("uniform high", self.high, minimum=0)
         if high < low:
             raise AfdInputError(f"uniform high ({high}) must be >= low ({low})")
         object.__setattr__(self, "low", low)
@@ -347,8 +338,8 @@ class DiscretizedLognormal(_FiniteLaw):
     def __post_init__(self) -> None:
         _check_positive_float("lognormal median", self.median)
         _check_positive_float("lognormal sigma", self.sigma, allow_zero=True)
-        lo = _check_integer("lognormal minimum", self.min_value, minimum=0)
-        hi = _check_integer("lognormal maximum", self.max_value, minimum=0)
+        lo = check_int("lognormal minimum", self.min_value, minimum=0)
+        hi = check_int("lognormal maximum", self.max_value, minimum=0)
         if hi < lo:
             raise AfdInputError(f"lognormal maximum ({hi}) must be >= minimum ({lo})")
         if hi > 2**22:
@@ -902,7 +893,7 @@ def sample_stationary_slots(workload: Workload, rng: np.random.Generator,
     remaining : ndarray of int64
         Decode steps the request still has, this one included, ``D - j`` (>= 1).
     """
-    size = _check_integer("size", size, minimum=0)
+    size = check_int("size", size, minimum=0)
     prompt, decode = workload.sample_length_biased_requests(rng, size)
     position = np.floor(rng.random(size) * decode).astype(np.int64)
     position = np.minimum(position, decode - 1)
@@ -992,7 +983,7 @@ def slot_load_path(workload: Workload, rng: np.random.Generator,
     request : ndarray of int64
         Index (0, 1, ...) of the request the slot serves at each step.
     """
-    steps = _check_integer("steps", steps, minimum=1)
+    steps = check_int("steps", steps, minimum=1)
     # draw requests in batches until they cover the horizon
     prompts, decodes, covered = [], [], 0
     batch = 64

@@ -10,7 +10,7 @@ import sys
 from afdlib.errors import AfdInputError
 
 __all__ = ["CliError", "OneLineParser", "emit_json", "add_trace_arguments", "positive_int",
-           "finite_float"]
+           "non_negative_int", "int_at_least", "float_at_least", "finite_float"]
 
 
 class CliError(Exception):
@@ -47,15 +47,37 @@ def emit_json(obj: dict) -> None:
     sys.stdout.write("\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def int_at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def float_at_least(minimum: float, *, strict: bool = False):
+    """An argparse type: a finite number >= ``minimum`` (> with ``strict``)."""
+
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>' if strict else '>='} {minimum:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def finite_float(text: str) -> float:

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
-
 from afdlib.cli._common import (
     CliError,
     add_coefficient_arguments,
     add_trace_arguments,
     emit_json,
-    finite_float,
+    float_at_least,
     load_trace_requests,
     positive_int,
     resolve_coefficients,
 )
 
-
-def _positive_float(text: str) -> float:
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+_positive_float = float_at_least(0.0, strict=True)
+_nonnegative_float = float_at_least(0.0)
 
 
 def register(subparsers) -> None:

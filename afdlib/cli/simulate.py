@@ -10,23 +10,13 @@ from afdlib.cli._common import (
     add_coefficient_arguments,
     add_workload_arguments,
     emit_json,
+    non_negative_int,
     positive_int,
     resolve_coefficients,
     resolve_workload,
 )
 
 MAX_SWEEP_RATIO = 4096
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def ratio_range(text: str) -> range:

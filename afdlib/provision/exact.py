@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft
 
+from afdlib._checks import check_int
 from afdlib.errors import AfdInputError
 from afdlib.provision._common import as_prices, check_coefficients
 from afdlib.workload import IndependentLengths, JointLengths, stationary_load_pmf
@@ -106,10 +107,8 @@ def worker_load_law(workload, batch: int, *, bins: int = 2048,
     """
     if not isinstance(workload, IndependentLengths | JointLengths):
         raise AfdInputError(f"not a workload: {workload!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
-        raise AfdInputError(f"batch B must be an integer >= 1, got {batch!r}")
-    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 16:
-        raise AfdInputError(f"bins must be an integer >= 16, got {bins!r}")
+    batch = check_int("batch B", batch, minimum=1)
+    bins = check_int("bins", bins, minimum=16)
     values, probs = stationary_load_pmf(workload)
     step = max(1, math.ceil(int(values[-1]) / bins))
     slot = _linear_binning(values, probs, step)
@@ -145,9 +144,7 @@ def _max_load_pmf(law: WorkerLoadLaw, r: int) -> np.ndarray:
 def _check_pipeline(microbatches, intercepts) -> int | None:
     if microbatches is None:
         return None
-    if isinstance(microbatches, bool) or not isinstance(microbatches, int | np.integer) \
-            or microbatches < 1:
-        raise AfdInputError(f"microbatches must be an integer >= 1 or None, got {microbatches!r}")
+    microbatches = check_int("microbatches", microbatches, minimum=1)
     if intercepts not in PIPELINE_INTERCEPTS:
         raise AfdInputError(f"intercepts must be one of {', '.join(PIPELINE_INTERCEPTS)}, "
                             f"got {intercepts!r}")
@@ -252,8 +249,7 @@ def exact_ratio(coeffs, law: WorkerLoadLaw, max_ratio: int, prices=None,
 
     ``pipeline`` (``microbatches``, ``intercepts``) as for :func:`expected_step_time_exact`.
     """
-    if isinstance(max_ratio, bool) or not isinstance(max_ratio, int | np.integer) or max_ratio < 1:
-        raise AfdInputError(f"max_ratio must be an integer >= 1, got {max_ratio!r}")
+    max_ratio = check_int("max_ratio", max_ratio, minimum=1)
     ratios = np.arange(1, int(max_ratio) + 1)
     lam = throughput_exact(coeffs, law, ratios, prices, **pipeline)
     k = int(np.argmax(lam))

@@ -8,12 +8,11 @@ here so that every engine rejects the same bad input with the same message.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from afdlib._checks import check_int
 from afdlib.costs import StepCoefficients
 from afdlib.errors import AfdInputError
 from afdlib.workload import IndependentLengths, JointLengths
@@ -24,17 +23,6 @@ __all__ = ["Bundle", "INITS"]
 #: position, the renewal process's stationary state) or ``"cold"`` (every slot starts a
 #: fresh request at step 0).
 INITS = ("stationary", "cold")
-
-
-def check_int(name: str, value, *, minimum: int) -> int:
-    """``value`` as an int ``>= minimum``, or :class:`AfdInputError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise AfdInputError(f"{name} must be an integer, got {value!r}")
-    if not math.isfinite(float(value)) or float(value) != int(value):
-        raise AfdInputError(f"{name} must be an integer, got {value!r}")
-    if int(value) < minimum:
-        raise AfdInputError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
