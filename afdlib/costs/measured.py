@@ -109,29 +109,27 @@ def fit_comm_entry(system: str, model: ModelSpec, *, root=None) -> dict:
     }
 
 
+def _if_measured(fit, *args, **kwargs) -> list[dict]:
+    """``[fit(...)]``, or ``[]`` when the tables hold no measurement for that configuration."""
+    try:
+        return [fit(*args, **kwargs)]
+    except AfdInputError as exc:
+        if "no measured" not in str(exc) and "no such kernel table" not in str(exc):
+            raise
+        return []
+
+
 def fit_all(models: dict[str, ModelSpec], *, root=None) -> dict:
     """Fit every table configuration the presets can use; the committed file's content."""
     entries = []
     for system in kerneldb.SYSTEMS:
         for model in models.values():
             for tp in attention_tp_options(model):
-                try:
-                    entries.append(fit_attention_entry(system, model, tp=tp, root=root))
-                except AfdInputError as exc:
-                    if "no measured" not in str(exc) and "no such kernel table" not in str(exc):
-                        raise
+                entries += _if_measured(fit_attention_entry, system, model, tp=tp, root=root)
             for ep in moe_ep_options(model):
-                try:
-                    entries.append(fit_moe_entry(system, model, ep=ep, root=root))
-                except AfdInputError as exc:
-                    if "no measured" not in str(exc) and "no such kernel table" not in str(exc):
-                        raise
+                entries += _if_measured(fit_moe_entry, system, model, ep=ep, root=root)
             if model.is_moe:
-                try:
-                    entries.append(fit_comm_entry(system, model, root=root))
-                except AfdInputError as exc:
-                    if "no measured" not in str(exc) and "no such kernel table" not in str(exc):
-                        raise
+                entries += _if_measured(fit_comm_entry, system, model, root=root)
     return {
         "_attribution": "Derived numbers: least-squares fits to latencies measured by "
                         + kerneldb.ATTRIBUTION + ". No table rows are reproduced here.",
