@@ -87,6 +87,11 @@ class InstancePrices:
         """Price of an rA-1F bundle, ``ratio * attention + ffn`` (price units)."""
         return self.attention * np.asarray(ratio, dtype=float) + self.ffn
 
+    def throughput(self, ratio, batch, step_time):
+        """Tokens/s per price unit, ``r B / ((r p_A + p_F) tau)``; with equal prices of 1,
+        the throughput per instance ``r B / ((r + 1) tau)``."""
+        return ratio * batch / (self.bundle_cost(ratio) * step_time)
+
 
 def as_prices(prices) -> InstancePrices:
     """``None`` means equal prices; otherwise an :class:`InstancePrices`."""

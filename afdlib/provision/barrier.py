@@ -369,7 +369,7 @@ def throughput_barrier(coeffs, theta, load_std, batch, ratio, prices=None) -> np
     prices = as_prices(prices)
     r = _check_workers(ratio)
     tau = expected_step_time(coeffs, theta, load_std, batch, r)
-    return r * batch / (prices.bundle_cost(r) * tau)
+    return prices.throughput(r, batch, tau)
 
 
 # ---------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def throughput_exact(coeffs, law: WorkerLoadLaw, ratio, prices=None, **pipeline)
     prices = as_prices(prices)
     r = np.asarray(ratio, dtype=float)
     tau = expected_step_time_exact(coeffs, law, r, **pipeline)
-    return r * law.batch / (prices.bundle_cost(r) * tau)
+    return prices.throughput(r, law.batch, tau)
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def throughput_mean_field(coeffs, theta, batch, ratio, prices=None) -> np.ndarra
     prices = as_prices(prices)
     r = check_ratio(ratio)
     tau = mean_field_step_time(coeffs, theta, batch, r)
-    return r * batch / (prices.bundle_cost(r) * tau)
+    return prices.throughput(r, batch, tau)
 
 
 @dataclass(frozen=True)
