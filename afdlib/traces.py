@@ -3,8 +3,9 @@
 A trace is a table of requests with a prompt length and an output length in tokens. This
 module reads the formats of the public traces and a plain CSV, validates every value
 (naming file, line and field of anything wrong), and fetches the four public traces the
-book uses from their commit-pinned addresses with a pinned SHA-256, reading a local copy
-first when the environment variable ``AFDLIB_DATA_DIR`` names a folder laid out as
+book uses through :mod:`afdlib.fetch`: from their commit-pinned addresses with a pinned
+SHA-256 into a cache, reading a local copy first when the environment variable
+``AFDLIB_DATA_DIR`` names a folder laid out as
 ``<AFDLIB_DATA_DIR>/<trace name>/<original file name>``.
 
 Formats (``format=``):
@@ -28,7 +29,6 @@ Formats (``format=``):
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from afdlib import fetch
 from afdlib.errors import AfdInputError, TraceFormatError
 
 __all__ = [
@@ -48,10 +49,10 @@ __all__ = [
     "read_trace",
     "load_trace",
     "trace_path",
-    "data_dir",
+    "local_trace_dir",
 ]
 
-DATA_DIR_ENV = "AFDLIB_DATA_DIR"
+DATA_DIR_ENV = fetch.TRACES_ENV
 FORMATS = ("auto", "azure", "mooncake", "sharegpt", "burstgpt", "csv")
 
 # CSV formats: (prompt column, output column)
@@ -273,7 +274,7 @@ def read_trace(path: str | os.PathLike, format: str = "auto", *, name: str | Non
 
 @dataclass(frozen=True)
 class TraceSource:
-    """Where a public trace lives and how to verify it.
+    """A public trace: its file, format and credit (address and hash: :mod:`afdlib.fetch`).
 
     Attributes
     ----------
@@ -281,10 +282,6 @@ class TraceSource:
         Short name, also the subfolder of ``AFDLIB_DATA_DIR``.
     filename : str
         The original file name.
-    url : str
-        Commit-pinned public address.
-    sha256 : str
-        Expected SHA-256 of the file.
     format : str
         Its format for :func:`read_trace`.
     license : str
@@ -295,71 +292,61 @@ class TraceSource:
 
     name: str
     filename: str
-    url: str
-    sha256: str
     format: str
     license: str
     citation: str
 
+    @property
+    def url(self) -> str:
+        """Commit-pinned public address (the registry entry ``traces/<name>``)."""
+        return fetch.entry(f"traces/{self.name}").url
 
-_AZURE = "https://raw.githubusercontent.com/Azure/AzurePublicDataset/b469a113cedca53ddc3bdea71a143dc4b7d8700c/data/"
+    @property
+    def sha256(self) -> str:
+        """Pinned SHA-256 of the file at :attr:`url`."""
+        return fetch.entry(f"traces/{self.name}").sha256
+
+
 _SPLITWISE = ("Patel et al., Splitwise: Efficient Generative LLM Inference Using Phase "
               "Splitting, ISCA 2024; Azure Public Dataset (AzureLLMInferenceTrace 2023)")
 
 PUBLIC_TRACES: dict[str, TraceSource] = {
     s.name: s
     for s in (
+        TraceSource("azure2023_code", "AzureLLMInferenceTrace_code.csv", "azure", "CC-BY-4.0",
+                    _SPLITWISE),
+        TraceSource("azure2023_conv", "AzureLLMInferenceTrace_conv.csv", "azure", "CC-BY-4.0",
+                    _SPLITWISE),
         TraceSource(
-            "azure2023_code", "AzureLLMInferenceTrace_code.csv",
-            _AZURE + "AzureLLMInferenceTrace_code.csv",
-            "54e9a6d2a4bd06ba1e060304b900abbc74cbea53de96506e60fe5bb4f2277fb6",
-            "azure", "CC-BY-4.0", _SPLITWISE),
-        TraceSource(
-            "azure2023_conv", "AzureLLMInferenceTrace_conv.csv",
-            _AZURE + "AzureLLMInferenceTrace_conv.csv",
-            "2f1e5b666d4e3055fdbba98598ce2ec307767b9064e03e2fa46676dbcc7d0bf8",
-            "azure", "CC-BY-4.0", _SPLITWISE),
-        TraceSource(
-            "mooncake_conversation", "conversation_trace.jsonl",
-            "https://raw.githubusercontent.com/kvcache-ai/Mooncake/"
-            "3b5a594133958449a1feaf1c9e0fc1b553e34a28/FAST25-release/traces/"
-            "conversation_trace.jsonl",
-            "b8cbb061a85206d729d91cdc2981f43c9e0d99209dce588d3af5f7934408b9df",
-            "mooncake", "Apache-2.0",
+            "mooncake_conversation", "conversation_trace.jsonl", "mooncake", "Apache-2.0",
             "Qin et al., Mooncake: A KVCache-centric Disaggregated Architecture for LLM "
             "Serving, FAST 2025 (kvcache-ai/Mooncake)"),
         TraceSource(
-            "sharegpt_8k", "sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
-            "https://raw.githubusercontent.com/microsoft/sarathi-serve/"
-            "72339db5b120614033b317880ad3a05a5e4c9415/data/processed_traces/"
-            "sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
-            "6d6c296302a853e2669a674a96f269283e60c57e60363bd450588a1066919f9f",
-            "sharegpt", "Apache-2.0 (repository); ShareGPT conversations",
+            "sharegpt_8k", "sharegpt_8k_filtered_stats_llama2_tokenizer.csv", "sharegpt",
+            "Apache-2.0 (repository); ShareGPT conversations",
             "Agrawal et al., Taming Throughput-Latency Tradeoff in LLM Inference with "
             "Sarathi-Serve, OSDI 2024 (microsoft/sarathi-serve); ShareGPT, Llama-2 tokenizer"),
     )
 }
 
 
-def data_dir() -> Path | None:
-    """The local trace folder named by ``AFDLIB_DATA_DIR``, or None when unset."""
-    value = os.environ.get(DATA_DIR_ENV, "").strip()
-    return Path(value) if value else None
+def local_trace_dir() -> Path | None:
+    """The local trace folder named by ``AFDLIB_DATA_DIR``, or None when unset.
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    Raises
+    ------
+    AfdInputError
+        If the variable names something that is not a folder.
+    """
+    return fetch.local_dir("traces")
 
 
 def trace_path(name: str, *, download: bool = True) -> Path:
     """Local path of a public trace, verified against its pinned SHA-256.
 
-    Looks in ``$AFDLIB_DATA_DIR/<name>/<file>`` (then ``$AFDLIB_DATA_DIR/<file>``) first;
-    otherwise downloads the file with pooch into the user cache (once).
+    Looks in ``$AFDLIB_DATA_DIR/<name>/<file>`` (then ``$AFDLIB_DATA_DIR/<file>``) first,
+    then in the download cache; otherwise downloads the file (once), see
+    :func:`afdlib.fetch.fetch`.
 
     Parameters
     ----------
@@ -371,33 +358,13 @@ def trace_path(name: str, *, download: bool = True) -> Path:
     Raises
     ------
     AfdInputError
-        For an unknown name, a local copy whose hash differs, or no copy and no download.
+        For an unknown name, a local copy whose hash differs, no copy and no download, or a
+        download that fails (one line naming ``AFDLIB_DATA_DIR``).
     """
     if name not in PUBLIC_TRACES:
         raise AfdInputError(f"unknown public trace {name!r} (known: "
                             f"{', '.join(PUBLIC_TRACES)})")
-    src = PUBLIC_TRACES[name]
-    local = data_dir()
-    if local is not None:
-        for candidate in (local / name / src.filename, local / src.filename):
-            if candidate.is_file():
-                digest = _sha256(candidate)
-                if digest != src.sha256:
-                    raise AfdInputError(f"{candidate}: SHA-256 {digest[:12]}... differs from the "
-                                        f"pinned {src.sha256[:12]}... (a modified copy?)")
-                return candidate
-    if not download:
-        raise AfdInputError(f"trace {name!r} is not in {DATA_DIR_ENV} and downloads are off")
-    import pooch  # imported lazily: only needed without a local copy
-
-    try:
-        fetched = pooch.retrieve(src.url, known_hash=f"sha256:{src.sha256}",
-                                 fname=f"{name}-{src.filename}",
-                                 path=pooch.os_cache("afdlib"), progressbar=False)
-    except Exception as exc:  # network errors come in many types
-        raise AfdInputError(f"cannot download trace {name!r} from {src.url} ({exc}); set "
-                            f"{DATA_DIR_ENV} to a folder holding {name}/{src.filename}") from None
-    return Path(fetched)
+    return fetch.fetch(f"traces/{name}", download=download)
 
 
 def load_trace(name_or_path: str | os.PathLike, format: str = "auto") -> Trace:

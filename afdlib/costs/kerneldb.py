@@ -1,11 +1,16 @@
 """Reading measured kernel latencies (NVIDIA AIConfigurator's performance database).
 
-The tables are third-party data (Apache-2.0) and are never copied into this repository:
-they are read from the folder named by the environment variable ``AFDLIB_KERNELDB_DIR``,
-laid out as ``<root>/<system>/<table>.csv.gz`` (systems ``h100_sxm``, ``h200_sxm``,
-``b200_sxm``, ``h20_3e``). Latencies in the tables are milliseconds (microseconds for
-DeepEP) per call of one op, for one layer on one GPU; the functions that extract points
-for a model return **seconds per layer per GPU**.
+The tables are third-party data (Apache-2.0) and are never copied into this repository.
+:mod:`afdlib.fetch` supplies them: from the folder named by ``AFDLIB_KERNELDB_DIR`` when it
+holds them, laid out as ``<root>/<system>/<table>.parquet`` (the upstream files) or
+``<root>/<system>/<table>.csv.gz`` (gzipped CSV copies with the same rows, columns and
+values), else downloaded once from their commit-pinned addresses (parquet) into a cache,
+every file checked against a pinned SHA-256. Systems: ``h100_sxm``, ``h200_sxm``,
+``b200_sxm`` (downloadable) and ``h20_3e``, which is **local-only**: no upstream commit
+holding its SGLang tables could be confirmed, so it is read only from
+``AFDLIB_KERNELDB_DIR``. Latencies in the tables are milliseconds (microseconds for DeepEP)
+per call of one op, for one layer on one GPU; the functions that extract points for a model
+return **seconds per layer per GPU**.
 
 Point extractors (one per role):
 
@@ -24,85 +29,171 @@ from __future__ import annotations
 import csv
 import gzip
 import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from afdlib import fetch
 from afdlib.costs.specs import ModelSpec
 from afdlib.errors import AfdInputError
 
-__all__ = ["ENV_VAR", "SYSTEMS", "kerneldb_dir", "read_table", "Points", "attention_points",
+__all__ = ["ENV_VAR", "SYSTEMS", "LOCAL_ONLY", "local_kerneldb_dir", "table_names",
+           "table_path", "system_file", "read_table", "Points", "attention_points",
            "moe_points", "deepep_points", "ATTRIBUTION"]
 
-ENV_VAR = "AFDLIB_KERNELDB_DIR"
+ENV_VAR = fetch.KERNELDB_ENV
 SYSTEMS = ("h100_sxm", "h200_sxm", "b200_sxm", "h20_3e")
+#: Systems without a public commit-pinned address: read only from ``AFDLIB_KERNELDB_DIR``.
+LOCAL_ONLY = ("h20_3e",)
 ATTRIBUTION = ("NVIDIA AIConfigurator performance database "
                "(https://github.com/ai-dynamo/aiconfigurator, Apache-2.0, "
-               "commit 095f58a51c4ca8e61b66ec108d86f223f8d559ce)")
+               f"commit {fetch.KERNELDB_COMMIT})")
 
 _NUMERIC = {"batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "window_size",
             "beam_width", "step", "latency", "tp_size", "num_tokens", "hidden_size",
             "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size", "node_num",
             "num_token", "num_topk", "combine_avg_t_us", "dispatch_avg_t_us", "num_gpus",
-            "message_size"}
+            "message_size", "combine_bandwidth_gbps", "dispatch_bandwidth_gbps"}
 
 
-def kerneldb_dir(root: str | os.PathLike | None = None) -> Path:
-    """The kernel-table folder: ``root`` if given, else ``$AFDLIB_KERNELDB_DIR``.
+def local_kerneldb_dir(root: str | os.PathLike | None = None) -> Path | None:
+    """The local kernel-table folder: ``root`` if given, else ``$AFDLIB_KERNELDB_DIR``, else
+    None (tables are then downloaded).
 
     Raises
     ------
     AfdInputError
-        If the variable is unset or the folder does not exist.
+        If the folder named does not exist.
     """
-    if root is None:
-        root = os.environ.get(ENV_VAR)
-        if not root:
-            raise AfdInputError(f"{ENV_VAR} is not set: point it at a local copy of the "
-                                "measured kernel tables (one folder per system)")
-    path = Path(root)
-    if not path.is_dir():
-        raise AfdInputError(f"{ENV_VAR}: {path} is not a folder")
-    return path
+    return fetch.local_dir("kerneldb", root)
+
+
+def _check_system(system: str) -> None:
+    if system not in SYSTEMS:
+        raise AfdInputError(f"unknown kernel-table system {system!r}; known: {', '.join(SYSTEMS)}")
+
+
+def table_names(system: str) -> list[str]:
+    """The measured tables known for a system (its registry entries, without the spec file)."""
+    _check_system(system)
+    return [n.rsplit("/", 1)[1] for n in fetch.names(f"kerneldb/{system}")
+            if not n.endswith("/system")]
+
+
+def table_path(system: str, table: str, *, root=None, download: bool = True) -> Path:
+    """Path of a verified copy of one table (parquet or csv.gz), fetching it if needed.
+
+    Parameters
+    ----------
+    system, table : str
+        E.g. ``"h200_sxm"``, ``"moe_perf"``.
+    root : path-like, optional
+        Read only from this folder (laid out like ``AFDLIB_KERNELDB_DIR``), never download.
+    download : bool
+        Whether a download may happen (see :func:`afdlib.fetch.fetch`).
+
+    Raises
+    ------
+    AfdInputError
+        For an unknown system, a table the system does not have or that is not in ``root``
+        ("no such kernel table"), a local copy with another hash, a local-only system
+        without ``AFDLIB_KERNELDB_DIR``, or a failed download.
+    """
+    _check_system(system)
+    name = f"kerneldb/{system}/{table}"
+    if name not in fetch.REGISTRY or table == "system":
+        raise AfdInputError(f"{system}/{table}: no such kernel table (known for {system}: "
+                            f"{', '.join(table_names(system))})")
+    if root is not None:
+        folder = local_kerneldb_dir(root)
+        found = fetch.find_local(fetch.entry(name), folder)
+        if found is None:
+            raise AfdInputError(f"{folder / system / table}.csv.gz: no such kernel table "
+                                "(nor .parquet)")
+        return found
+    return fetch.fetch(name, download=download)
+
+
+def system_file(system: str, *, download: bool = True) -> Path:
+    """Path of a system's AIConfigurator spec file (``<system>_system.yaml``), verified."""
+    _check_system(system)
+    return fetch.fetch(f"kerneldb/{system}/system", download=download)
+
+
+def _columns_from_csv(path: str) -> tuple[list[str], dict[str, list]]:
+    with gzip.open(path, "rt", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        header = reader.fieldnames or []
+    return header, {name: [r[name] for r in rows] for name in header}
+
+
+def _columns_from_parquet(path: str) -> tuple[list[str], dict[str, list]]:
+    with warnings.catch_warnings():  # its import may warn about pandas options it probes
+        warnings.simplefilter("ignore")
+        import fastparquet  # imported lazily: only the parquet form needs it
+
+    frame = fastparquet.ParquetFile(path).to_pandas()
+    header = [str(c) for c in frame.columns]
+    out = {}
+    for name in header:
+        col = frame[name]
+        if name in _NUMERIC:
+            out[name] = col.to_numpy(dtype=float, na_value=np.nan)
+        else:  # text as the CSV form holds it: missing values are empty strings
+            out[name] = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                         for v in col.to_numpy(dtype=object)]
+    return header, out
 
 
 @lru_cache(maxsize=32)
 def _read(path: str) -> dict:
+    """All columns of a kernel table file (``.csv.gz`` or ``.parquet``), numeric ones as
+    float arrays (NaN where empty), the others as object arrays of strings."""
+    parquet = path.endswith(".parquet")
     try:
-        with gzip.open(path, "rt", newline="") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            header = reader.fieldnames or []
+        header, columns = (_columns_from_parquet if parquet else _columns_from_csv)(path)
     except FileNotFoundError:
         raise AfdInputError(f"{path}: no such kernel table") from None
-    except (OSError, EOFError, csv.Error) as exc:
+    except (OSError, EOFError, csv.Error, UnicodeDecodeError) as exc:
         raise AfdInputError(f"{path}: cannot read kernel table ({exc})") from None
-    if not rows:
+    except Exception as exc:  # a parquet reader's errors come in many types
+        if not parquet:
+            raise
+        first = " ".join(str(exc).split())[:200]
+        raise AfdInputError(f"{path}: cannot read kernel table ({type(exc).__name__}: "
+                            f"{first})") from None
+    if not header or len(columns[header[0]]) == 0:
         raise AfdInputError(f"{path}: empty kernel table")
     out = {}
     for name in header:
-        col = [r[name] for r in rows]
+        col = columns[name]
         if name in _NUMERIC:
-            out[name] = np.array([float(v) if v not in ("", None) else np.nan for v in col])
+            if isinstance(col, np.ndarray):
+                out[name] = col.astype(float)
+            else:
+                out[name] = np.array([float(v) if v not in ("", None) else np.nan for v in col])
         else:
             out[name] = np.array(col, dtype=object)
     return out
 
 
 def read_table(system: str, table: str, *, root=None) -> dict[str, np.ndarray]:
-    """All columns of ``<root>/<system>/<table>.csv.gz`` (numeric ones as float arrays).
+    """All columns of one measured table of a system (numeric ones as float arrays).
+
+    The table comes from :func:`table_path`: ``root`` or ``AFDLIB_KERNELDB_DIR`` first
+    (parquet or csv.gz), else a verified download. Both forms give the same arrays.
 
     Raises
     ------
     AfdInputError
-        For an unknown system, a missing folder or file, or an unreadable table.
+        For an unknown system or table, a missing or unreadable file, a hash that differs,
+        or a failed download.
     """
-    if system not in SYSTEMS:
-        raise AfdInputError(f"unknown kernel-table system {system!r}; known: {', '.join(SYSTEMS)}")
-    path = kerneldb_dir(root) / system / f"{table}.csv.gz"
-    return _read(str(path))
+    return _read(str(table_path(system, table, root=root)))
 
 
 def _mask(table: dict, **equal) -> np.ndarray:
