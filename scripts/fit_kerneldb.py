@@ -1,10 +1,14 @@
 """Regenerate data/fits/kerneldb_fits.json from the measured kernel tables.
 
 The tables (NVIDIA AIConfigurator's performance database, Apache-2.0, commit
-095f58a51c4ca8e61b66ec108d86f223f8d559ce) are read from $AFDLIB_KERNELDB_DIR and never
-copied; only the fitted coefficients and their fit quality are written.
+095f58a51c4ca8e61b66ec108d86f223f8d559ce) are read through afdlib.fetch and never copied;
+only the fitted coefficients and their fit quality are written.
 
     AFDLIB_KERNELDB_DIR=/path/to/kerneldb python scripts/fit_kerneldb.py [--check]
+
+The H100, H200 and B200 tables are downloaded (pinned SHA-256, cached) where the folder does
+not hold them, but the H20-3e tables are local-only (no upstream commit could be confirmed):
+without AFDLIB_KERNELDB_DIR holding h20_3e/ the script stops with one line saying so.
 
 With --check the fits are recomputed and compared with the committed file instead
 (exit status 1 if any number differs by more than 1e-9 relative).
@@ -18,6 +22,7 @@ import sys
 from pathlib import Path
 
 from afdlib.costs import measured, presets
+from afdlib.errors import AfdInputError
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "data" / "fits" / measured.FITS_FILE
@@ -45,7 +50,11 @@ def main() -> int:
     parser.add_argument("--check", action="store_true",
                         help="compare with the committed file instead of writing it")
     args = parser.parse_args()
-    data = compute()
+    try:
+        data = compute()
+    except AfdInputError as exc:
+        print(f"fit_kerneldb: {exc}", file=sys.stderr)
+        return 2
     if args.check:
         old = json.loads(OUT.read_text(encoding="utf-8"))
         new_numbers = dict(_numbers(data))
