@@ -252,6 +252,8 @@ def test_unknown_names_and_bad_folders_get_one_clear_line(monkeypatch, tmp_path)
         kerneldb.read_table("h200_sxm", "flash_perf")
     with pytest.raises(AfdInputError, match="unknown kernel-table system 'a100'"):
         kerneldb.read_table("a100", "moe_perf")
+    with pytest.raises(AfdInputError, match="no such file sharegpt_8k/.* \\(traces/sharegpt_8k\\)"):
+        fetch.fetch("traces/sharegpt_8k", root=tmp_path)
     monkeypatch.setenv(fetch.KERNELDB_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(AfdInputError, match="AFDLIB_KERNELDB_DIR: .* is not a folder"):
         kerneldb.read_table("h200_sxm", "moe_perf")
