@@ -30,33 +30,28 @@ COEFFS = StepCoefficients(alpha_A=1e-8, beta_A=1e-3, alpha_F=1e-6, beta_F=2e-3)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.data())
-def test_renewal_block_matches_a_slot_by_slot_walk(data):
-    n = data.draw(st.integers(1, 5))
+@given(st.data(), st.sampled_from([np.int64, np.int32]))
+def test_renewal_block_matches_a_slot_by_slot_walk(data, dtype):
+    a = data.draw(st.integers(1, 5))
     k = data.draw(st.integers(1, 6))
-    start = np.array(data.draw(st.lists(st.integers(1, 30), min_size=n, max_size=n)))
-    ctx_before = np.array(data.draw(st.lists(st.integers(0, 50), min_size=n, max_size=n)))
-    prompt = np.array(data.draw(st.lists(st.integers(0, 40), min_size=n * k, max_size=n * k)))
-    decode = np.array(data.draw(st.lists(st.integers(1, 9), min_size=n * k, max_size=n * k)))
-    prompt, decode = prompt.reshape(k, n), decode.reshape(k, n)
-    # the previous request has context ctx_before at step start-1, so base = ctx_before + 1
-    base = ctx_before + 1
-    ends, jump, cont = renewal_block(start, base, prompt, decode.copy())
-    when = np.vstack([start, ends[:-1]])
-    nxt = ends[-1]
-    for i in range(n):
-        # walk slot i step by step and record (step, new context - continued context)
-        ctx, t = ctx_before[i], start[i] - 1
-        expected = []
+    first = np.array(data.draw(st.lists(st.integers(1, 30), min_size=a, max_size=a)))
+    prompt = np.array(data.draw(st.lists(st.integers(0, 40), min_size=a * k, max_size=a * k)))
+    decode = np.array(data.draw(st.lists(st.integers(1, 9), min_size=a * k, max_size=a * k)))
+    prompt, decode = prompt.reshape(a, k).astype(dtype), decode.reshape(a, k).astype(dtype)
+    work = decode.copy()
+    jump = np.full((a, k), -12345, dtype=dtype)
+    when = renewal_block(first, prompt, work, jump)
+    assert when.dtype == np.int64 and when.shape == (a, k)
+    for i in range(a):
+        # walk slot i step by step: request j runs its D_j steps from t, its context
+        # at its last step is P_j + D_j - 1, so the next request jumps from P_j + D_j
+        t, expected = int(first[i]), []
         for j in range(k):
-            t += 1  # first step of request j
-            expected.append((t, prompt[j, i] - (ctx + 1)))
-            ctx = prompt[j, i] + decode[j, i] - 1  # context at its last step
-            t += decode[j, i] - 1
-        got = list(zip(when[:, i].tolist(), jump[:, i].tolist(), strict=True))
+            t += int(decode[i, j])
+            nxt = int(prompt[i, j + 1]) - int(prompt[i, j] + decode[i, j]) if j < k - 1 else 0
+            expected.append((t, nxt))
+        got = list(zip(when[i].tolist(), jump[i].tolist(), strict=True))
         assert got == expected
-        assert nxt[i] == t + 1
-        assert cont[i] == ctx + 1
 
 
 def _slot_walk_loads(prompt_rows, decode_rows, n_slots, steps):
