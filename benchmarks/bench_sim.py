@@ -43,6 +43,7 @@ import numpy as np
 
 from afdlib.costs import StepCoefficients
 from afdlib.sim import Bundle, simulate_pipeline, simulate_reference, simulate_step
+from afdlib.sim.loads import release_work_arrays
 from afdlib.sim.pipeline import microbatch_sizes
 from afdlib.traces import PUBLIC_TRACES, load_trace
 from afdlib.workload import JointLengths, load_stats, sample_stationary_slots
@@ -160,7 +161,8 @@ def timed(fn, clock):
 
 
 def peak_memory(fn) -> int:
-    """Peak bytes allocated (numpy included) while running ``fn``."""
+    """Peak bytes allocated (numpy included) while running ``fn``, work arrays included."""
+    release_work_arrays()  # else those kept from the timed runs would not be counted
     tracemalloc.start()
     fn()
     _, peak = tracemalloc.get_traced_memory()

@@ -359,6 +359,28 @@ def test_load_paths_computed_in_threads_equal_the_serial_ones():
         np.testing.assert_array_equal(a, b)
 
 
+def test_memory_stays_proportional_to_slots_plus_steps_with_fresh_work_arrays():
+    # 6.4 million requests of 1..3 steps; the work arrays kept between calls are
+    # dropped first, so that the peak counts them too
+    import tracemalloc
+
+    w = IndependentLengths(Geometric(50, start=0), Uniform(1, 3))
+    trace = JointLengths(np.arange(1, 300), np.arange(1, 300) % 3 + 1)
+    r, b, steps = 4, 64, 50_000
+    bound = 250 * (r * b + r * steps)  # bytes, as for the engines
+    for workload in (w, trace):
+        loads_module.release_work_arrays()
+        tracemalloc.start()
+        try:
+            path = load_path(workload, worker_seeds(1, r), b, steps)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert path.requests * 16 > 2 * bound  # one int64 pair per request would not fit
+        assert peak < bound
+    assert 0 < loads_module.release_work_arrays() < bound
+
+
 # the pipelined engine's recursion: Python floats for few parts per step, vectorized
 # over workers for many, the same operations in the same order
 

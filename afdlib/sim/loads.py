@@ -40,7 +40,8 @@ from afdlib.errors import AfdInputError
 from afdlib.sim.bundle import check_int, check_workload
 from afdlib.workload import JointLengths, sample_stationary_slots
 
-__all__ = ["LoadPath", "load_path", "renewal_block", "uniform_rows"]
+__all__ = ["LoadPath", "load_path", "release_work_arrays", "renewal_block", "row_digits",
+           "uniform_rows"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,6 +302,20 @@ KEEP_BYTES = 1 << 24
 _kept = threading.local()
 
 
+def release_work_arrays() -> int:
+    """Drop the work arrays this thread keeps between calls of :func:`load_path`.
+
+    Returns
+    -------
+    int
+        Bytes released (at most a few times ``KEEP_BYTES`` per thread).
+    """
+    arrays = getattr(_kept, "arrays", None) or {}
+    released = sum(a.nbytes for a in arrays.values())
+    _kept.arrays = {}
+    return released
+
+
 class _Buffers:
     """Work arrays reused across rounds and (per thread) calls."""
 
@@ -495,7 +510,7 @@ def _replay_entries(workload, ctx0, rem0, row_of, steps, out, offset) -> int:
     n_rows = prompt.size
     end = rem0.copy()  # step at which each slot's next request starts
     base = ctx0 + rem0
-    buf_when = np.empty(max(out.size, end.size), dtype=np.int64)
+    buf_when = np.empty(max(min(out.size, 1 << 16), end.size), dtype=np.int64)
     buf_jump = np.empty(buf_when.size, dtype=np.int64)
     filled = count = 0
     row = offset
