@@ -389,12 +389,12 @@ class _TraceRows:
         prompt = buffers.get("prompt", size)
         decode = buffers.get("decode", size)
         if self.packed:
-            np.take(self.table, rows, out=decode)
+            np.take(self.table, rows, out=decode, mode="wrap")  # rows < n: no check
             np.right_shift(decode, self.shift, out=prompt)
             np.bitwise_and(decode, self.mask, out=decode)
         else:
-            np.take(self.prompt, rows, out=prompt)
-            np.take(self.decode, rows, out=decode)
+            np.take(self.prompt, rows, out=prompt, mode="wrap")
+            np.take(self.decode, rows, out=decode, mode="wrap")
         return prompt.reshape(-1, k), decode.reshape(-1, k)
 
 
@@ -518,9 +518,9 @@ def _replay_entries(workload, ctx0, rem0, row_of, steps, out, offset) -> int:
     while t < steps:
         slots = np.flatnonzero(end == t)
         k = slots.size
-        rows = np.arange(row, row + k) % n_rows
+        rows = np.arange(row, row + k)  # taken modulo n_rows
         row = (row + k) % n_rows
-        p, d = prompt[rows], decode[rows]
+        p, d = prompt.take(rows, mode="wrap"), decode.take(rows, mode="wrap")
         if filled + k > buf_when.size:
             np.add.at(out, buf_when[:filled], buf_jump[:filled])
             count += filled
