@@ -16,11 +16,13 @@ integer array and integrated by a cumulative sum.
 Two ways to feed requests to the slots:
 
 * ``resample``: each slot draws its requests i.i.d. from the workload (a law, or the
-  rows of a trace with replacement). Worker by worker, from the worker's own stream,
-  in rounds: every slot short of the horizon gets a block of requests, laid out
-  slot-major so that one contiguous cumulative sum per slot gives their start steps
-  (see :func:`renewal_block`). Trace rows are drawn several to one bounded integer
-  (its base-``n`` digits), the cost that dominates short requests;
+  rows of a trace with replacement). In rounds: every slot short of the horizon gets
+  the next ``k`` requests of its worker's stream, ``k`` fixed by the run and the
+  workload (so a worker's path depends on its own seed only, whatever the other
+  workers do); the blocks of all workers are processed together, slot-major, so that
+  one contiguous cumulative sum per slot gives the start steps (see
+  :func:`renewal_block`). Trace rows are drawn four to one bounded integer (its
+  base-``n`` digits, :func:`uniform_rows`), the cost that dominates short requests;
 * ``replay``: the rows of a trace are handed out in order, each to the slot that frees
   first (ties to the lower slot index), cycling to the first row when the trace ends.
 
@@ -285,13 +287,14 @@ def _decode_moments(workload) -> tuple[float, float]:
     return float(workload.decode.mean), float(workload.decode.variance)
 
 
-#: Requests per slot and round: those expected over the whole run plus this many
+#: Requests per slot and round, ``k``: those expected over the whole run plus this many
 #: standard deviations of the renewal count (slots still short of the horizon get
 #: another round) ...
 ROUND_SPREAD = 1.0
-#: ... but at most this many per worker and round (the arrays of a round stay in cache)
+#: ... but ``B * k`` at most this many per worker (the arrays of a round stay near the
+#: caches; measured best among powers of two on the public traces) ...
 ROUND_WORKER = 1 << 15
-#: ... and at most this many times ``steps + batch`` (the work arrays stay
+#: ... and at most this many times ``steps + B`` (the work arrays stay
 #: ``O(r * (B + steps))``).
 ROUND_ENTRIES = 4
 
@@ -351,10 +354,12 @@ class _TraceRows:
         self.digits = row_digits(self.n)
         self.shift = int(decode.max()).bit_length()
         self.mask = (1 << self.shift) - 1
+        # a step's cell of a group gets at most one jump per slot, each at most
+        # top + reach in size (prompt minus continued context), plus the slots' growth
         top = max(int(prompt.max()), int(ctx0.max(initial=0)))
         reach = max(int((prompt + decode).max()), int((ctx0 + rem0).max(initial=0)))
         narrow = (int(prompt.max()) < 2 ** (31 - self.shift)
-                  and group_max * (top + reach) < 2 ** 31)
+                  and group_max * (top + reach + 1) < 2 ** 31)
         self.dtype = np.dtype(np.int32 if narrow else np.int64)
         self.packed = narrow or int(prompt.max()) < 2 ** (62 - self.shift)
         if self.packed:
