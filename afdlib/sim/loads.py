@@ -113,7 +113,9 @@ def renewal_block(first, prompt, decode, jump, when=None):
     decode[:, 0] += first.astype(decode.dtype, copy=False)
     if when is None:
         when = decode if decode.dtype == np.int64 else np.empty(decode.shape, dtype=np.int64)
-    np.cumsum(decode, axis=1, dtype=np.int64, out=when)
+    if when is not decode:
+        np.copyto(when, decode)  # then an int64 cumulative sum in place: no cast per row
+    np.cumsum(when, axis=1, out=when)
     return when
 
 
@@ -147,7 +149,7 @@ def uniform_rows(rng, n: int, size: int) -> np.ndarray:
     m = -(-size // d)
     draws = rng.integers(0, n ** d, m).reshape(1, m)
     return _split_digits(draws, n, d, np.empty(d * m, dtype=np.int64),
-                         np.empty(3 * m, dtype=np.int64))[:size]
+                         np.empty(2 * m, dtype=np.int64))[:size]
 
 
 def _split_digits(x, n, d, out, scratch):
@@ -163,22 +165,21 @@ def _split_digits(x, n, d, out, scratch):
         out[:size] = x.reshape(-1)
         return out[:size]
     if d == 4:
-        # x = hi * n**2 + lo with hi, lo < n**2 < 2**32, then both split by n in uint32
-        # (cheaper than three int64 divisions)
+        # x = hi * n**2 + lo, then hi and lo both split by n: two rounds of division
+        # by a constant for all four digits
         n2 = n * n
         split = scratch[:2 * size].reshape(2, rows, m)
         hi, lo = split[0], split[1]
         np.floor_divide(x, n2, out=hi)
         np.multiply(hi, n2, out=lo)
         np.subtract(x, lo, out=lo)
-        x = scratch[2 * size:3 * size].view(np.uint32).reshape(rows, 2, m)
-        np.copyto(x, split.transpose(1, 0, 2), casting="unsafe")
+        x = split.transpose(1, 0, 2)
         digits = out[:4 * size].reshape(rows, 4, m)
         high, low = digits[:, :2], digits[:, 2:]
     else:
         digits = out[:2 * size].reshape(rows, 2, m)
         high, low = digits[:, 0], digits[:, 1]
-    np.floor_divide(x, x.dtype.type(n), out=high, casting="unsafe")
+    np.floor_divide(x, n, out=high)
     np.multiply(high, n, out=low)
     np.subtract(x, low, out=low)
     return out[:d * size]
@@ -376,7 +377,7 @@ class _TraceRows:
         d, n = self.digits, self.n
         size = int(sum(counts)) * k
         rows = buffers.get("rows", size, np.int64)
-        scratch = buffers.get("scratch", 3 * (size // d), np.int64)
+        scratch = buffers.get("scratch", 2 * (size // d), np.int64)
         busy = [(rng, c * k // d) for rng, c in zip(rngs, counts, strict=True) if c]
         if all(m == busy[0][1] for _, m in busy):
             # as many draws for every worker (all slots active): one pass for all
