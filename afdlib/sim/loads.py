@@ -83,7 +83,8 @@ def renewal_block(first, prompt, decode, jump, when=None):
     prompt : ndarray of int, shape (a, k)
         Prompts of the requests, in order along each row (tokens).
     decode : ndarray of int, shape (a, k)
-        Their decode steps; **overwritten** by ``when`` (below).
+        Their decode steps; **modified**: ``first`` is added to column 0, and without
+        ``when`` an int64 ``decode`` becomes ``when`` itself.
     jump : ndarray of int, shape (a, k)
         Output: ``jump[i, j] = P[i, j+1] - (P[i, j] + D[i, j])``, the load jump at the
         start of request ``j + 1`` (tokens); ``jump[:, -1] = 0`` (the successor of
