@@ -1,23 +1,35 @@
-"""Benchmark: the step engine against a per-step numpy loop and a SimPy process model.
+"""Benchmark: the engines against a per-step numpy loop and against SimPy process models.
 
-All three simulate the same bundle (r = 8 Attention workers, B = 256 slots each, 20,000
-steps, requests resampled from a public trace, stationary start) and must agree on the
-mean step time within sampling noise; the script prints their wall times and the ratios.
+Every comparison simulates the same bundle (r = 8 Attention workers, B = 256 slots
+each, 20,000 steps, requests resampled from a public trace, stationary start), and the
+two sides must agree on the mean step time within sampling noise; the script prints
+their times and the ratios.
 
-* ``engine``: :func:`afdlib.sim.simulate_step` (work proportional to the requests);
+Step engine (:func:`afdlib.sim.simulate_step`) against
+
 * ``numpy loop``: :func:`afdlib.sim.simulate_reference`, every slot advanced every step
   with vectorized numpy, the straightforward simulation;
 * ``SimPy``: a process model as a researcher would write it: one process per Attention
   worker, one each for communication and FFN, a step ends when all have finished.
 
-Timings are wall-clock on whatever machine runs this; only the ratios between runs in the
-same process mean anything. The engine is timed as the best of ``--repeats`` runs, the
-numpy loop as the best of ``--loop-repeats`` and the SimPy model once (it is hundreds of
+Pipelined engine (:func:`afdlib.sim.simulate_pipeline`, ``m`` microbatches, intercepts
+paid per microbatch) against
+
+* ``SimPy``: one process per microbatch that, step after step, has each worker's
+  attention resource serve its part (its load read from its slots, which then advance
+  and renew), then the dispatch link, the FFN and the combine link (FIFO resources).
+
+Times are CPU seconds of this process (``time.process_time``; ``--clock wall`` for
+wall-clock), so that other programs sharing the machine's cores do not count; caches
+and memory bandwidth are still shared, so only ratios between runs of this process
+mean anything. Engines and the numpy loop run in alternation and each keeps its best
+of ``--repeats`` / ``--loop-repeats`` runs; a SimPy model runs once (it is hundreds of
 times slower, so its noise matters least).
 
 Usage::
 
     AFDLIB_DATA_DIR=... python benchmarks/bench_sim.py [--trace NAME ...] [--steps N]
+        [--microbatches M ...] [--no-simpy]
 """
 
 from __future__ import annotations
@@ -30,7 +42,9 @@ import tracemalloc
 import numpy as np
 
 from afdlib.costs import StepCoefficients
-from afdlib.sim import Bundle, simulate_reference, simulate_step
+from afdlib.sim import Bundle, simulate_pipeline, simulate_reference, simulate_step
+from afdlib.sim.loads import release_work_arrays
+from afdlib.sim.pipeline import microbatch_sizes
 from afdlib.traces import PUBLIC_TRACES, load_trace
 from afdlib.workload import JointLengths, load_stats, sample_stationary_slots
 
@@ -38,6 +52,20 @@ from afdlib.workload import JointLengths, load_stats, sample_stationary_slots
 # at r = 8, so the max over workers matters in every step.
 COEFFS = StepCoefficients(alpha_A=2e-8, beta_A=2e-3, alpha_F=2e-6, beta_F=5e-3,
                           alpha_C=1e-6, beta_C=1e-3)
+TRACES = ["azure2023_conv", "azure2023_code", "mooncake_conversation", "sharegpt_8k"]
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def _renew(workload, rng, ctx, rem):
+    """Advance slots one step; finished ones take fresh requests (in place)."""
+    ctx += 1
+    rem -= 1
+    finished = rem == 0
+    k = int(finished.sum())
+    if k:
+        p, d = workload.sample_requests(rng, k)
+        ctx[finished] = p
+        rem[finished] = d
 
 
 def simpy_model(workload, bundle: Bundle, steps: int, seed: int) -> np.ndarray:
@@ -57,14 +85,7 @@ def simpy_model(workload, bundle: Bundle, steps: int, seed: int) -> np.ndarray:
 
     def attention(w):
         yield env.timeout(c.alpha_A * float(ctx[w].sum()) + c.beta_A)
-        ctx[w] += 1
-        rem[w] -= 1
-        finished = rem[w] == 0
-        k = int(finished.sum())
-        if k:
-            p, d = workload.sample_requests(rng, k)
-            ctx[w][finished] = p
-            rem[w][finished] = d
+        _renew(workload, rng, ctx[w], rem[w])
 
     def stage(duration):
         yield env.timeout(duration)
@@ -82,14 +103,66 @@ def simpy_model(workload, bundle: Bundle, steps: int, seed: int) -> np.ndarray:
     return tau
 
 
-def timed(fn):
-    start = time.perf_counter()
+def simpy_pipeline_model(workload, bundle: Bundle, microbatches: int, steps: int,
+                         seed: int) -> np.ndarray:
+    """Completion time of every step from a SimPy model of the microbatch pipeline.
+
+    Intercepts are paid per microbatch. Written from the engine's description, not its
+    code: resources serve requests first come, first served.
+    """
+    import simpy
+
+    rng = np.random.default_rng(seed)
+    r, b, c, m = bundle.ratio, bundle.batch, bundle.coeffs, microbatches
+    sizes = microbatch_sizes(b, m)
+    cuts = np.concatenate([[0], np.cumsum(sizes)])
+    ctx, rem = [], []  # per worker, then per microbatch: the slots' state
+    for _ in range(r):
+        x, y = sample_stationary_slots(workload, rng, b)
+        ctx.append([x[cuts[k]:cuts[k + 1]].copy() for k in range(m)])
+        rem.append([y[cuts[k]:cuts[k + 1]].copy() for k in range(m)])
+    tokens = sizes * (r if c.comm_scales_with == "rB" else 1)
+    t_comm = c.alpha_C * tokens + c.beta_C
+    t_ffn = c.alpha_F * r * sizes + c.beta_F
+    env = simpy.Environment()
+    workers = [simpy.Resource(env, capacity=1) for _ in range(r)]
+    dispatch, ffn, combine = (simpy.Resource(env, capacity=1) for _ in range(3))
+    done = np.zeros((steps, m))
+
+    def part(w, k):
+        with workers[w].request() as req:
+            yield req
+            yield env.timeout(c.alpha_A * float(ctx[w][k].sum()) + c.beta_A)
+        _renew(workload, rng, ctx[w][k], rem[w][k])
+
+    def serve(resource, duration):
+        with resource.request() as req:
+            yield req
+            yield env.timeout(duration)
+
+    def microbatch(k):
+        for s in range(steps):
+            yield simpy.AllOf(env, [env.process(part(w, k)) for w in range(r)])
+            yield env.process(serve(dispatch, t_comm[k]))
+            yield env.process(serve(ffn, t_ffn[k]))
+            yield env.process(serve(combine, t_comm[k]))
+            done[s, k] = env.now
+
+    for k in range(m):
+        env.process(microbatch(k))
+    env.run()
+    return done[:, -1]
+
+
+def timed(fn, clock):
+    start = clock()
     out = fn()
-    return time.perf_counter() - start, out
+    return clock() - start, out
 
 
 def peak_memory(fn) -> int:
-    """Peak bytes allocated (numpy included) while running ``fn``."""
+    """Peak bytes allocated (numpy included) while running ``fn``, work arrays included."""
+    release_work_arrays()  # else those kept from the timed runs would not be counted
     tracemalloc.start()
     fn()
     _, peak = tracemalloc.get_traced_memory()
@@ -97,28 +170,38 @@ def peak_memory(fn) -> int:
     return peak
 
 
-def bench_trace(name: str, ratio: int, batch: int, steps: int, repeats: int,
-                loop_repeats: int, with_simpy: bool) -> dict:
-    workload = JointLengths.from_trace(load_trace(name))
-    bundle = Bundle(ratio, batch, COEFFS)
-    engine_times = []
+def bench_step(workload, bundle, steps, repeats, loop_repeats, with_simpy, clock) -> dict:
+    """Step engine against the numpy loop (alternating runs) and SimPy (once)."""
+    engine, loop = [], []
     for i in range(repeats):
-        t, res = timed(lambda i=i: simulate_step(workload, bundle, steps=steps, seed=i))
-        engine_times.append(t)
-    loop_times = []
-    for i in range(loop_repeats):
-        t, ref = timed(lambda i=i: simulate_reference(workload, bundle, steps=steps,
-                                                      seed=100 + i))
-        loop_times.append(t)
-    t_loop = min(loop_times)
-    row = {"trace": name, "mean_decode": load_stats(workload).mean_decode,
-           "requests": res.requests, "engine_s": min(engine_times), "loop_s": t_loop,
+        t, res = timed(lambda i=i: simulate_step(workload, bundle, steps=steps, seed=i), clock)
+        engine.append(t)
+        if (i * loop_repeats) // repeats != ((i + 1) * loop_repeats) // repeats:
+            t, ref = timed(lambda i=i: simulate_reference(workload, bundle, steps=steps,
+                                                          seed=100 + i), clock)
+            loop.append(t)
+    row = {"requests": res.requests, "engine_s": min(engine), "loop_s": min(loop),
            "engine_tau": res.mean_step_time, "loop_tau": ref.mean_step_time}
     if with_simpy:
-        t_simpy, tau = timed(lambda: simpy_model(workload, bundle, steps, seed=200))
-        row.update(simpy_s=t_simpy, simpy_tau=float(tau.mean()))
-    row["engine_peak_mb"] = peak_memory(
+        t, tau = timed(lambda: simpy_model(workload, bundle, steps, seed=200), clock)
+        row.update(simpy_s=t, simpy_tau=float(tau.mean()))
+    row["peak_mb"] = peak_memory(
         lambda: simulate_step(workload, bundle, steps=steps, seed=0)) / 2**20
+    return row
+
+
+def bench_pipeline(workload, bundle, m, steps, repeats, with_simpy, clock) -> dict:
+    """Pipelined engine (best of ``repeats``) against its SimPy model (once)."""
+    engine = []
+    for i in range(repeats):
+        t, res = timed(lambda i=i: simulate_pipeline(workload, bundle, microbatches=m,
+                                                     steps=steps, seed=i), clock)
+        engine.append(t)
+    row = {"engine_s": min(engine), "engine_tau": res.mean_step_time}
+    if with_simpy:
+        t, done = timed(lambda: simpy_pipeline_model(workload, bundle, m, steps, seed=300),
+                        clock)
+        row.update(simpy_s=t, simpy_tau=float(done[-1] / steps))
     return row
 
 
@@ -129,33 +212,52 @@ def main(argv=None) -> int:
     parser.add_argument("--ratio", type=int, default=8)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=10, help="engine runs (best is kept)")
-    parser.add_argument("--loop-repeats", type=int, default=2,
+    parser.add_argument("--microbatches", type=int, action="append",
+                        help="microbatches of the pipelined runs (default: 2)")
+    parser.add_argument("--repeats", type=int, default=12, help="engine runs (best is kept)")
+    parser.add_argument("--loop-repeats", type=int, default=4,
                         help="numpy-loop runs (best is kept)")
-    parser.add_argument("--no-simpy", action="store_true", help="skip the SimPy baseline")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
+    parser.add_argument("--no-simpy", action="store_true", help="skip the SimPy baselines")
     args = parser.parse_args(argv)
-    traces = args.trace or ["azure2023_conv", "azure2023_code", "mooncake_conversation",
-                            "sharegpt_8k"]
-    print(f"bundle r = {args.ratio}, B = {args.batch}, {args.steps} steps, stationary start, "
-          f"requests resampled from the trace; engine best of {args.repeats}, "
-          f"numpy loop best of {args.loop_repeats}, SimPy once")
+    traces = args.trace or TRACES
+    clock = CLOCKS[args.clock]
+    nan = float("nan")
     slot_steps = args.ratio * args.batch * args.steps
+    print(f"bundle r = {args.ratio}, B = {args.batch}, {args.steps} steps, stationary start, "
+          f"requests resampled from the trace; {args.clock} time; engines best of "
+          f"{args.repeats}, numpy loop best of {args.loop_repeats} (alternating), SimPy once")
     print(f"(slots x steps = {slot_steps:,}; a per-step-per-slot array would take "
           f"{8 * slot_steps / 2**20:.0f} MiB)")
-    header = (f"{'trace':<22} {'E[D]':>6} {'requests':>9} {'engine s':>9} {'loop s':>7} "
-              f"{'SimPy s':>8} {'loop/eng':>9} {'SimPy/eng':>10} {'peak MiB':>9}  "
-              f"mean step ms (engine / loop / SimPy)")
-    print(header)
+    print("\nstep engine")
+    print(f"{'trace':<22} {'E[D]':>6} {'requests':>9} {'engine s':>9} {'loop s':>7} "
+          f"{'SimPy s':>8} {'loop/eng':>9} {'SimPy/eng':>10} {'peak MiB':>9}  "
+          f"mean step ms (engine / loop / SimPy)")
+    workloads = {name: JointLengths.from_trace(load_trace(name)) for name in traces}
+    bundle = Bundle(args.ratio, args.batch, COEFFS)
     for name in traces:
-        row = bench_trace(name, args.ratio, args.batch, args.steps, args.repeats,
-                          args.loop_repeats, not args.no_simpy)
-        simpy_s = row.get("simpy_s", float("nan"))
-        print(f"{name:<22} {row['mean_decode']:>6.0f} {row['requests']:>9,} "
+        w = workloads[name]
+        row = bench_step(w, bundle, args.steps, args.repeats, args.loop_repeats,
+                         not args.no_simpy, clock)
+        simpy_s = row.get("simpy_s", nan)
+        print(f"{name:<22} {load_stats(w).mean_decode:>6.0f} {row['requests']:>9,} "
               f"{row['engine_s']:>9.4f} {row['loop_s']:>7.3f} {simpy_s:>8.2f} "
               f"{row['loop_s'] / row['engine_s']:>8.1f}x {simpy_s / row['engine_s']:>9.1f}x "
-              f"{row['engine_peak_mb']:>9.1f}  {1e3 * row['engine_tau']:.4f} / "
-              f"{1e3 * row['loop_tau']:.4f} / {1e3 * row.get('simpy_tau', float('nan')):.4f}")
+              f"{row['peak_mb']:>9.1f}  {1e3 * row['engine_tau']:.4f} / "
+              f"{1e3 * row['loop_tau']:.4f} / {1e3 * row.get('simpy_tau', nan):.4f}")
         sys.stdout.flush()
+    for m in args.microbatches or [2]:
+        print(f"\npipelined engine, m = {m} microbatches, intercepts per microbatch")
+        print(f"{'trace':<22} {'engine s':>9} {'SimPy s':>8} {'SimPy/eng':>10}  "
+              f"mean step ms (engine / SimPy)")
+        for name in traces:
+            row = bench_pipeline(workloads[name], bundle, m, args.steps, args.repeats,
+                                 not args.no_simpy, clock)
+            simpy_s = row.get("simpy_s", nan)
+            print(f"{name:<22} {row['engine_s']:>9.4f} {simpy_s:>8.2f} "
+                  f"{simpy_s / row['engine_s']:>9.1f}x  {1e3 * row['engine_tau']:.4f} / "
+                  f"{1e3 * row.get('simpy_tau', nan):.4f}")
+            sys.stdout.flush()
     return 0
 
 

@@ -4,17 +4,20 @@ stationary load moments against theta and sigma^2."""
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
 from afdlib.costs import StepCoefficients
 from afdlib.errors import AfdInputError
 from afdlib.sim import Bundle, load_path, simulate_reference, simulate_step
+from afdlib.sim import loads as loads_module
 from afdlib.sim.bundle import worker_seeds
-from afdlib.sim.loads import renewal_block
+from afdlib.sim.loads import renewal_block, row_digits, uniform_rows
 from afdlib.traces import read_trace
 from afdlib.workload import (
     Deterministic,
@@ -23,6 +26,7 @@ from afdlib.workload import (
     JointLengths,
     Uniform,
     load_stats,
+    sample_stationary_slots,
 )
 from tests.conftest import public_trace_file
 
@@ -30,33 +34,28 @@ COEFFS = StepCoefficients(alpha_A=1e-8, beta_A=1e-3, alpha_F=1e-6, beta_F=2e-3)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.data())
-def test_renewal_block_matches_a_slot_by_slot_walk(data):
-    n = data.draw(st.integers(1, 5))
+@given(st.data(), st.sampled_from([np.int64, np.int32]))
+def test_renewal_block_matches_a_slot_by_slot_walk(data, dtype):
+    a = data.draw(st.integers(1, 5))
     k = data.draw(st.integers(1, 6))
-    start = np.array(data.draw(st.lists(st.integers(1, 30), min_size=n, max_size=n)))
-    ctx_before = np.array(data.draw(st.lists(st.integers(0, 50), min_size=n, max_size=n)))
-    prompt = np.array(data.draw(st.lists(st.integers(0, 40), min_size=n * k, max_size=n * k)))
-    decode = np.array(data.draw(st.lists(st.integers(1, 9), min_size=n * k, max_size=n * k)))
-    prompt, decode = prompt.reshape(k, n), decode.reshape(k, n)
-    # the previous request has context ctx_before at step start-1, so base = ctx_before + 1
-    base = ctx_before + 1
-    ends, jump, cont = renewal_block(start, base, prompt, decode.copy())
-    when = np.vstack([start, ends[:-1]])
-    nxt = ends[-1]
-    for i in range(n):
-        # walk slot i step by step and record (step, new context - continued context)
-        ctx, t = ctx_before[i], start[i] - 1
-        expected = []
+    first = np.array(data.draw(st.lists(st.integers(1, 30), min_size=a, max_size=a)))
+    prompt = np.array(data.draw(st.lists(st.integers(0, 40), min_size=a * k, max_size=a * k)))
+    decode = np.array(data.draw(st.lists(st.integers(1, 9), min_size=a * k, max_size=a * k)))
+    prompt, decode = prompt.reshape(a, k).astype(dtype), decode.reshape(a, k).astype(dtype)
+    work = decode.copy()
+    jump = np.full((a, k), -12345, dtype=dtype)
+    when = renewal_block(first, prompt, work, jump)
+    assert when.dtype == np.int64 and when.shape == (a, k)
+    for i in range(a):
+        # walk slot i step by step: request j runs its D_j steps from t, its context
+        # at its last step is P_j + D_j - 1, so the next request jumps from P_j + D_j
+        t, expected = int(first[i]), []
         for j in range(k):
-            t += 1  # first step of request j
-            expected.append((t, prompt[j, i] - (ctx + 1)))
-            ctx = prompt[j, i] + decode[j, i] - 1  # context at its last step
-            t += decode[j, i] - 1
-        got = list(zip(when[:, i].tolist(), jump[:, i].tolist(), strict=True))
+            t += int(decode[i, j])
+            nxt = int(prompt[i, j + 1]) - int(prompt[i, j] + decode[i, j]) if j < k - 1 else 0
+            expected.append((t, nxt))
+        got = list(zip(when[i].tolist(), jump[i].tolist(), strict=True))
         assert got == expected
-        assert nxt[i] == t + 1
-        assert cont[i] == ctx + 1
 
 
 def _slot_walk_loads(prompt_rows, decode_rows, n_slots, steps):
@@ -199,3 +198,204 @@ def test_load_path_rejects_bad_input():
         load_path(w, worker_seeds(0, 1), 4, 10, slot_group=[0, 1])
     with pytest.raises(AfdInputError, match="not a workload"):
         load_path("geometric", worker_seeds(0, 1), 4, 10)
+
+
+# ---------------------------------------------------------------------------
+# the resampling fast path: exact uniform rows, several per draw, and the bookkeeping
+# of rounds of requests against a plain walk of the requests each slot receives
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8819, 55108, 55109, 3037000499, 3037000500])
+@pytest.mark.parametrize("size", [0, 1, 6, 1001])
+def test_uniform_rows_are_the_base_n_digits_of_bounded_draws(n, size):
+    got = uniform_rows(np.random.default_rng(3), n, size)
+    d = row_digits(n)
+    assert d == (4 if n <= 55108 else 2 if n <= 3037000499 else 1)
+    # oracle in Python integers: the digits of the same bounded draws, in the
+    # documented layout (digit q of every draw in a run; 3, 1, 2, 0 for d = 4)
+    m = -(-size // d)
+    draws = [int(x) for x in np.random.default_rng(3).integers(0, n ** d, m)]
+    order = {4: [3, 1, 2, 0], 2: [1, 0], 1: [0]}[d]
+    expected = [(x // n ** q) % n for q in order for x in draws][:size]
+    assert got.dtype == np.int64 and got.tolist() == expected
+
+
+def test_uniform_rows_are_uniform_and_independent():
+    # n = 7: 4 digits per draw; counts of single values, of the digits of one draw
+    # (pairs at distance m) and of neighbours in the layout (pairs at distance 1) must
+    # all be uniform. Fixed seed; a false alarm at p < 1e-4 would need bad luck.
+    n, m = 7, 50_000
+    x = uniform_rows(np.random.default_rng(11), n, 4 * m)
+    assert stats.chisquare(np.bincount(x, minlength=n)).pvalue > 1e-4
+    for a, b in [(x[:m], x[m:2 * m]), (x[2 * m:3 * m], x[3 * m:]), (x[:-1:2], x[1::2])]:
+        pairs = np.bincount(a * n + b, minlength=n * n)
+        assert stats.chisquare(pairs).pvalue > 1e-4
+    # the check has teeth: digits of x // 7 (a biased split) are not uniform
+    biased = (x[:m] * n + x[m:2 * m]) // 6 % n
+    assert stats.chisquare(np.bincount(biased, minlength=n)).pvalue < 1e-4
+
+
+def _walk_resampled(workload, seeds, batch, steps, slot_group, init):
+    """Loads and renewals from a plain walk of the requests each slot is dealt.
+
+    The dealing follows the engine's documented stream: each worker draws its own
+    initial state, then in rounds every slot of it still short of the horizon gets the
+    next ``k`` requests of its worker's stream (trace rows from :func:`uniform_rows`,
+    or ``sample_requests`` of the laws), slots in order. Everything else (start steps,
+    contexts, jumps, sums) is walked step by step in plain Python.
+    """
+    trace = isinstance(workload, JointLengths)
+    digits = row_digits(len(workload)) if trace else 1
+    k = loads_module._round_length(steps, batch, loads_module._decode_moments(workload),
+                                   digits)
+    groups = (max(slot_group) + 1) * len(seeds)
+    loads = [[0] * steps for _ in range(groups)]
+    requests = 0
+    for w, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        if init == "stationary":
+            ctx, rem = sample_stationary_slots(workload, rng, batch)
+        else:
+            ctx, rem = workload.sample_requests(rng, batch)
+        ctx, rem = [int(c) for c in ctx], [int(r) for r in rem]
+        queue = [[] for _ in range(batch)]
+        free = list(rem)  # step at which the slot's next request would start
+        while any(f < steps for f in free):
+            active = [i for i in range(batch) if free[i] < steps]
+            if trace:
+                rows = uniform_rows(rng, len(workload), len(active) * k)
+                p, d = workload.prompt[rows], workload.decode[rows]
+            else:
+                p, d = workload.sample_requests(rng, len(active) * k)
+            for a, i in enumerate(active):
+                for j in range(a * k, (a + 1) * k):
+                    queue[i].append((int(p[j]), int(d[j])))
+                    free[i] += int(d[j])
+        nxt = [0] * batch
+        for s in range(steps):
+            for i in range(batch):
+                loads[w * (max(slot_group) + 1) + slot_group[i]][s] += ctx[i]
+                ctx[i] += 1
+                rem[i] -= 1
+                if rem[i] == 0 and s + 1 < steps:
+                    ctx[i], rem[i] = queue[i][nxt[i]]
+                    nxt[i] += 1
+                    requests += 1
+    return loads, requests
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), workers=st.integers(1, 3), batch=st.integers(1, 5),
+       steps=st.integers(1, 50), init=st.sampled_from(["stationary", "cold"]),
+       kind=st.sampled_from(["trace", "wide trace", "unpacked trace", "laws"]))
+def test_resampled_loads_equal_a_walk_of_the_dealt_requests(data, workers, batch, steps,
+                                                            init, kind):
+    # "wide": prompts too large for the int32 path; "unpacked": prompt and decode too
+    # large to share one int64; short runs with long requests also exercise the rounds
+    # that run past a row's discard columns (clamped)
+    if kind == "laws":
+        w = IndependentLengths(Uniform(0, 30), Geometric(4))
+    else:
+        n = data.draw(st.integers(1, 6))
+        prompt = np.array(data.draw(st.lists(st.integers(0, 40), min_size=n, max_size=n)))
+        decode = np.array(data.draw(st.lists(st.integers(1, 8), min_size=n, max_size=n)))
+        if kind == "wide trace":
+            prompt = prompt + 2 ** 35
+        elif kind == "unpacked trace":  # one long request widens the decode field
+            prompt, decode = prompt + 2 ** 45, np.append(decode, 2 ** 20)
+            prompt = np.append(prompt, 0)
+        w = JointLengths(prompt, decode)
+    slot_group = data.draw(st.lists(st.integers(0, 2), min_size=batch, max_size=batch))
+    seeds = worker_seeds(data.draw(st.integers(0, 10 ** 6)), workers)
+    path = load_path(w, seeds, batch, steps, slot_group=slot_group, init=init)
+    loads, requests = _walk_resampled(w, seeds, batch, steps, slot_group, init)
+    assert path.loads.tolist() == [[float(x) for x in row] for row in loads]
+    assert path.requests == requests
+
+
+@pytest.mark.parametrize("prompt, decode, batch, steps, init", [
+    # prompt and decode too large to share an int64 (two gathers), one long request
+    ([3, 5, 2 ** 45 + 1, 0], [2, 3, 4, 2 ** 20], 3, 30, "cold"),
+    # long requests, short run: the last round runs far past the discard columns
+    ([0, 7, 1], [1, 40, 90], 4, 6, "cold"),
+    # many rounds with different numbers of active slots per worker
+    ([1, 2, 3, 4, 5], [1, 1, 2, 5, 9], 5, 400, "stationary"),
+])
+def test_resampled_loads_equal_the_walk_in_corner_cases(prompt, decode, batch, steps, init):
+    w = JointLengths(np.array(prompt), np.array(decode))
+    seeds = worker_seeds(17, 3)
+    group = [i % 2 for i in range(batch)]
+    path = load_path(w, seeds, batch, steps, slot_group=group, init=init)
+    loads, requests = _walk_resampled(w, seeds, batch, steps, group, init)
+    assert path.loads.tolist() == [[float(x) for x in row] for row in loads]
+    assert path.requests == requests > 0
+
+
+def test_resampling_uses_the_narrow_path_for_the_public_traces():
+    # the int32 path (half the memory traffic) must be the one the traces take
+    for name in ["azure2023_code", "mooncake_conversation"]:
+        w = JointLengths.from_trace(read_trace(public_trace_file(name)))
+        rng = np.random.default_rng(0)
+        ctx, rem = sample_stationary_slots(w, rng, 256)
+        source = loads_module._request_source(w, 256, ctx, rem)
+        assert source.dtype == np.int32 and source.packed and source.digits == 4
+
+
+def test_load_paths_computed_in_threads_equal_the_serial_ones():
+    # work arrays are kept per thread between calls: concurrent calls must not share them
+    w = IndependentLengths(Geometric(80, start=0), Geometric(6))
+    trace = JointLengths(np.arange(50), np.arange(50) % 7 + 1)
+    jobs = [(wl, seed) for seed in range(6) for wl in (w, trace)]
+
+    def run(job):
+        wl, seed = job
+        return load_path(wl, worker_seeds(seed, 3), 32, 3000).loads
+
+    serial = [run(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(run, jobs))
+    for a, b in zip(serial, threaded, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_memory_stays_proportional_to_slots_plus_steps_with_fresh_work_arrays():
+    # 6.4 million requests of 1..3 steps; the work arrays kept between calls are
+    # dropped first, so that the peak counts them too
+    import tracemalloc
+
+    w = IndependentLengths(Geometric(50, start=0), Uniform(1, 3))
+    trace = JointLengths(np.arange(1, 300), np.arange(1, 300) % 3 + 1)
+    r, b, steps = 4, 64, 50_000
+    bound = 250 * (r * b + r * steps)  # bytes, as for the engines
+    for workload in (w, trace):
+        loads_module.release_work_arrays()
+        tracemalloc.start()
+        try:
+            path = load_path(workload, worker_seeds(1, r), b, steps)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert path.requests * 16 > 2 * bound  # one int64 pair per request would not fit
+        assert peak < bound
+    assert 0 < loads_module.release_work_arrays() < bound
+
+
+# the pipelined engine's recursion: Python floats for few parts per step, vectorized
+# over workers for many, the same operations in the same order
+
+
+@pytest.mark.parametrize("r, m", [(1, 2), (5, 3), (13, 4), (25, 2)])
+def test_both_pipeline_recursions_agree_exactly_and_match_simpy(r, m):
+    from afdlib.sim import pipeline
+    from tests.test_sim_engines import _simpy_pipeline
+
+    rng = np.random.default_rng(r * 10 + m)
+    attention = rng.exponential(1.0, size=(40, r, m))
+    comm, ffn = rng.exponential(0.5, size=m).tolist(), rng.exponential(1.0, size=m).tolist()
+    scalar = np.array(pipeline._completion_scalar(attention, comm, ffn))
+    vector = pipeline._completion_vector(attention, comm, ffn)
+    np.testing.assert_array_equal(scalar, vector)
+    np.testing.assert_array_equal(pipeline.pipeline_completion_times(attention, comm, ffn),
+                                  scalar)
+    np.testing.assert_allclose(scalar, _simpy_pipeline(attention, comm, ffn), rtol=1e-12)

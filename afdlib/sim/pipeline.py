@@ -26,6 +26,8 @@ paths as in the step engine (the same seed gives the same requests in the same s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from afdlib.errors import AfdInputError
@@ -53,6 +55,12 @@ def _chain(ready, service, last):
     return out
 
 
+#: Up to this many (worker, microbatch) parts per step the recursion runs on Python
+#: floats (numpy's per-call overhead would dominate); above, vectorized over workers.
+#: Both do the same float operations in the same order, so they agree exactly.
+SCALAR_PARTS = 48
+
+
 def pipeline_completion_times(attention, comm, ffn) -> np.ndarray:
     """Completion time of every step of the microbatch pipeline (exact event dynamics).
 
@@ -76,6 +84,11 @@ def pipeline_completion_times(attention, comm, ffn) -> np.ndarray:
     -------
     ndarray, shape (steps,)
         Time at which the last microbatch of each step is back at the workers (s).
+
+    Notes
+    -----
+    Each service starts at the later of two ready times and adds its duration, in
+    floating point exactly as an event-driven simulation does.
     """
     attention = np.asarray(attention, dtype=float)
     steps, r, m = attention.shape
@@ -83,22 +96,72 @@ def pipeline_completion_times(attention, comm, ffn) -> np.ndarray:
     ffn = [float(x) for x in ffn]
     if len(comm) != m or len(ffn) != m:
         raise AfdInputError("comm and ffn need one time per microbatch")
-    done = np.empty(steps)
-    worker_free = np.zeros(r)
+    if r * m <= SCALAR_PARTS:
+        return np.array(_completion_scalar(attention, comm, ffn), dtype=float)
+    return _completion_vector(attention, comm, ffn)
+
+
+def _completion_scalar(attention, comm, ffn):
+    """The recursion on Python floats: attention as nested lists, one step at a time."""
+    steps, r, m = attention.shape
+    rows = attention.reshape(steps, r * m).tolist()
+    done = [0.0] * steps
+    worker_free = [0.0] * r
     back = [0.0] * m  # when each microbatch's input for the next step is back
     out_free = ffn_free = back_free = 0.0
-    ready = np.empty((r, m))
+    ready = [0.0] * m
     for s in range(steps):
-        t_a = attention[s]
-        cum = np.cumsum(t_a, axis=1)
-        # worker w: finish_k = max(finish_{k-1}, back_k) + t_a[w, k], in closed form
-        # finish_k = cum_k + max(worker_free, max_{j<=k} (back_j - cum_{j-1}))
-        np.subtract(back, cum - t_a, out=ready)
-        np.maximum(ready[:, 0], worker_free, out=ready[:, 0])
-        finish = np.maximum.accumulate(ready, axis=1)
-        finish += cum
-        worker_free = finish[:, -1]
-        arrived = finish.max(axis=0).tolist()  # all r parts of microbatch k are done
+        row = rows[s]
+        for k in range(m):
+            ready[k] = -math.inf
+        i = 0
+        for w in range(r):
+            # worker w serves its parts k = 0 .. m-1 in order, each once it is back
+            f = worker_free[w]
+            for k in range(m):
+                b = back[k]
+                f = (f if f > b else b) + row[i]
+                i += 1
+                if f > ready[k]:
+                    ready[k] = f  # all r parts of microbatch k are done
+            worker_free[w] = f
+        t = out_free
+        for k in range(m):
+            u = ready[k]
+            t = (t if t > u else u) + comm[k]
+            ready[k] = t
+        out_free = t
+        t = ffn_free
+        for k in range(m):
+            u = ready[k]
+            t = (t if t > u else u) + ffn[k]
+            ready[k] = t
+        ffn_free = t
+        t = back_free
+        for k in range(m):
+            u = ready[k]
+            t = (t if t > u else u) + comm[k]
+            back[k] = t
+        back_free = t
+        done[s] = t
+    return done
+
+
+def _completion_vector(attention, comm, ffn):
+    """The recursion vectorized over workers (many parts per step)."""
+    steps, r, m = attention.shape
+    att = np.ascontiguousarray(attention.transpose(0, 2, 1))  # (steps, m, r)
+    done = np.empty(steps)
+    f = np.zeros(r)  # when each worker is free
+    back = [0.0] * m
+    out_free = ffn_free = back_free = 0.0
+    for s in range(steps):
+        a = att[s]
+        arrived = []
+        for k in range(m):
+            np.maximum(f, back[k], out=f)
+            f += a[k]
+            arrived.append(float(f.max()))  # all r parts of microbatch k are done
         sent = _chain(arrived, comm, out_free)
         out_free = sent[-1]
         ffn_done = _chain(sent, ffn, ffn_free)
