@@ -65,13 +65,15 @@ def _workload(args):
 
 def run(args) -> int:
     """Compute and print the provisioning result."""
-    from afdlib.provision import InstancePrices, provision
+    from afdlib.model import InstancePrices, Objective, OperatingPoint
+    from afdlib.provision import provision
 
     theta, load_std, source, requests = _workload(args)
     coeffs = resolve_coefficients(args, batch=args.batch, theta=theta)
     prices = InstancePrices(attention=args.price_attention, ffn=args.price_ffn)
-    result = provision(coeffs, theta, load_std, args.batch, max_ratio=args.max_ratio,
-                       prices=prices)
+    point = OperatingPoint(coeffs=coeffs, theta=theta, load_std=load_std, batch=args.batch,
+                           objective=Objective(prices=prices))
+    result = provision(point, max_ratio=args.max_ratio)
     out = result.to_dict()
     out["workload"] = source
     exact = None
@@ -79,8 +81,8 @@ def run(args) -> int:
         # with the trace at hand, the barrier with the exact worker-load law as well
         from afdlib.provision.exact import exact_ratio, worker_load_law
 
-        exact = exact_ratio(coeffs, worker_load_law(requests, args.batch), result.max_ratio,
-                            prices)
+        exact = exact_ratio(point, worker_load_law(requests, args.batch),
+                            max_ratio=result.max_ratio)
         out["r_int_exact"] = exact.r_int
         for r, lam in zip(exact.ratios, exact.throughputs, strict=True):
             out["throughput_per_instance"][str(int(r))]["exact"] = float(lam)
