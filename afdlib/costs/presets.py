@@ -434,6 +434,13 @@ class PresetResult:
         """GPUs of one Attention instance and of the FFN instance (for a per-GPU objective)."""
         return self.curves.gpus
 
+    @property
+    def gpu_seconds_per_token(self) -> tuple[float, float]:
+        """``(alpha_A g_A, alpha_F g_F)``: the slopes times the GPUs of each instance, the
+        fair per-token cost when instances differ in size (GPU-seconds per token)."""
+        c, g = self.coefficients, self.gpus
+        return c.alpha_A * g.attention, c.alpha_F * g.ffn
+
 
 def _linear_comm(curves: BundleCurves, batch: int, ratio: float,
                  scaling: str) -> tuple[float, float]:

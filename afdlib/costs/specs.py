@@ -347,7 +347,12 @@ class GPUSpec:
     @property
     def ridge_point(self) -> float:
         """bf16 FLOPs per HBM byte at which a kernel turns compute-bound (FLOP/byte)."""
-        return self.flops["bf16"] / self.hbm_bandwidth
+        return self.ridge("bf16")
+
+    def ridge(self, dtype: str = "bf16") -> float:
+        """FLOPs per HBM byte at which a ``dtype`` kernel turns compute-bound (FLOP/byte):
+        :meth:`flops_for` over the HBM bandwidth."""
+        return self.flops_for(dtype) / self.hbm_bandwidth
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 from afdlib.plots import ROLE_COLORS
 
 __all__ = ["plot_roofline", "plot_attention_fit", "plot_moe_fit", "plot_relative_residuals",
-           "plot_comm_fit", "plot_gpu_comparison"]
+           "plot_comm_fit", "plot_gpu_comparison", "gpu_comparison"]
 
 
 def _ax(ax, figsize=None):
@@ -159,3 +159,15 @@ def plot_gpu_comparison(rows: list[dict], *, title: str = "", figsize=(7.0, 3.0)
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def gpu_comparison(model: str, hardware, *, batch: int, theta: float, figsize=(7.0, 3.0)):
+    """:func:`plot_gpu_comparison` of a model's presets on several hardware names: the
+    per-token GPU-seconds of each instance (:attr:`PresetResult.gpu_seconds_per_token`)."""
+    from afdlib.costs import build_preset
+
+    rows = []
+    for h in hardware:
+        attention, ffn = build_preset(model, h, batch=batch, theta=theta).gpu_seconds_per_token
+        rows.append({"gpu": h, "attention_ns": attention * 1e9, "ffn_us": ffn * 1e6})
+    return plot_gpu_comparison(rows, title=f"{model}, B = {batch}", figsize=figsize)

@@ -51,6 +51,7 @@ __all__ = [
     "barrier_ratio",
     "attention_limited_ratio",
     "gaussian_barrier_overhead",
+    "excess_by_quadrature",
 ]
 
 _N_NODES = 96
@@ -221,6 +222,28 @@ def expected_excess(z, r) -> np.ndarray:
     upper, value = _tail_parts(z, r)
     out = np.where(upper, value, value - np.broadcast_to(np.asarray(z, dtype=float), value.shape))
     return out[()] if out.ndim == 0 else out
+
+
+def excess_by_quadrature(z: float, r: float) -> float:
+    """``I_r(z)`` by adaptive quadrature (scipy's ``quad``), split at 0: the slow, plain
+    reference :func:`expected_excess` is checked against (one threshold, one ``r``).
+
+    For ``z < 0``, ``int_z^inf (1 - Phi^r) = -z - int_z^0 Phi^r + int_0^inf (1 - Phi^r)``.
+    """
+    from scipy import integrate
+
+    z = float(z)
+    r = float(_check_r(r))
+
+    def survival(x):
+        return -np.expm1(r * special.log_ndtr(x))
+
+    if z >= 0:
+        return integrate.quad(survival, z, np.inf, epsabs=0, epsrel=1e-12, limit=400)[0]
+    lower = integrate.quad(lambda x: np.exp(r * special.log_ndtr(x)), z, 0, epsabs=0,
+                           epsrel=1e-12, limit=400)[0]
+    return -z - lower + integrate.quad(survival, 0, np.inf, epsabs=0, epsrel=1e-12,
+                                       limit=400)[0]
 
 
 # ---------------------------------------------------------------------------

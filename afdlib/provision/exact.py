@@ -74,6 +74,11 @@ class WorkerLoadLaw:
         """``P(T <= value)`` at each grid value."""
         return np.minimum(np.cumsum(self.pmf), 1.0)
 
+    def mean_of_max(self, r: int) -> float:
+        """``E[max_{w <= r} T_w]`` for ``r`` independent workers (tokens), exactly on the grid."""
+        r = check_int("r", r, minimum=1)
+        return float(np.dot(_max_load_pmf(self, r), self.values))
+
 
 def _linear_binning(values: np.ndarray, probs: np.ndarray, step: int) -> np.ndarray:
     """Spread each point's mass over the two neighbouring grid points, keeping the mean."""
