@@ -43,7 +43,7 @@ from afdlib.validate import check_choice, check_int, check_number, check_type
 __all__ = [
     "COMM_SCALINGS", "INTERCEPTS", "OBJECTIVES",
     "StepCoefficients", "comm_tokens", "intercept_share", "step_time",
-    "InstancePrices", "InstanceGPUs", "Objective", "OperatingPoint",
+    "InstancePrices", "InstanceGPUs", "Objective", "PER_INSTANCE", "OperatingPoint",
     "maximize_ratio", "best_integer_ratio",
 ]
 

@@ -222,10 +222,15 @@ def trace_workload(name: str, first_token_from_prefill: bool = False) -> JointLe
                                    first_token_from_prefill=first_token_from_prefill)
 
 
-@functools.lru_cache(maxsize=64)
-def _estimate_and_law(name: str, first_token: bool, batch: int):
+@functools.lru_cache(maxsize=16)
+def _estimate(name: str, first_token: bool) -> LoadEstimate:
     workload = trace_workload(name, first_token)
-    return estimate_load(workload.prompt, workload.decode), worker_load_law(workload, batch)
+    return estimate_load(workload.prompt, workload.decode)
+
+
+@functools.lru_cache(maxsize=64)
+def _law(name: str, first_token: bool, batch: int) -> WorkerLoadLaw:
+    return worker_load_law(trace_workload(name, first_token), batch)
 
 
 def case_specs(settings: StudySettings) -> list[CaseSpec]:
@@ -240,13 +245,15 @@ def run_case(spec: CaseSpec, settings: StudySettings) -> StudyCase | None:
     The sweep covers ratios up to ``max(8, 1.5 r + 3)`` for the largest predicted ``r``
     (mean field, Gaussian barrier, then the exact-load rule over that range).
     """
-    workload = trace_workload(spec.trace, settings.first_token_from_prefill)
-    est, law = _estimate_and_law(spec.trace, settings.first_token_from_prefill, spec.batch)
+    first_token = settings.first_token_from_prefill
+    workload = trace_workload(spec.trace, first_token)
+    est = _estimate(spec.trace, first_token)
     try:
         coeffs = preset_coefficients(spec.model, spec.hardware, batch=spec.batch,
                                      theta=est.theta)
     except DoesNotFit:
         return None
+    law = _law(spec.trace, first_token, spec.batch)
     point = OperatingPoint(coeffs=coeffs, theta=est.theta, load_std=est.load_std,
                            batch=spec.batch)
     pred = provision(point)

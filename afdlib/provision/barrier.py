@@ -35,7 +35,7 @@ import numpy as np
 from scipy import special
 
 from afdlib.errors import AfdInputError
-from afdlib.model import OperatingPoint, best_integer_ratio, maximize_ratio
+from afdlib.model import PER_INSTANCE, OperatingPoint, best_integer_ratio, maximize_ratio
 from afdlib.provision.meanfield import check_point
 from afdlib.validate import check_array, check_int
 
@@ -463,7 +463,8 @@ def attention_limited_ratio(kappa) -> np.ndarray:
     kappa = check_array("kappa = sigma_A / mu_A", kappa, minimum=0.0, strict=True)
     out = np.empty(kappa.shape)
     for idx, k in np.ndenumerate(kappa):
+        # throughput per instance of one slot per worker with a step of 1 + kappa E[max_r Z]
         out[idx] = maximize_ratio(
-            lambda r, k=k: r / ((r + 1.0) * (1.0 + k * expected_max_normal(r))),
+            lambda r, k=k: PER_INSTANCE.throughput(r, 1.0, 1.0 + k * expected_max_normal(r)),
             1.0, 1e9, grid=1201)[0]
     return out[()] if out.ndim == 0 else out

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from afdlib.errors import AfdInputError
-from afdlib.model import Objective, OperatingPoint, StepCoefficients
+from afdlib.model import PER_INSTANCE, Objective, OperatingPoint, StepCoefficients
 from afdlib.validate import check_choice, check_int, check_type
 from afdlib.workload import JointLengths, check_workload
 
@@ -25,9 +25,6 @@ __all__ = ["Bundle", "INITS", "RunOptions", "check_run", "worker_seeds", "check_
 #: position, the renewal process's stationary state) or ``"cold"`` (every slot starts a
 #: fresh request at step 0).
 INITS = ("stationary", "cold")
-
-_PER_INSTANCE = Objective(kind="instance")
-
 
 @dataclass(frozen=True)
 class Bundle:
@@ -93,7 +90,7 @@ class Bundle:
 
     def throughput_per_instance(self, mean_step_time):
         """Throughput per instance, ``r B / ((r + 1) E[tau])`` (tokens/s per instance)."""
-        return _PER_INSTANCE.throughput(self.ratio, self.batch, mean_step_time)
+        return PER_INSTANCE.throughput(self.ratio, self.batch, mean_step_time)
 
 
 @dataclass(frozen=True)
