@@ -95,7 +95,17 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class CaseSpec:
-    """One case: a trace, a batch size and a preset."""
+    """One case: a trace, a batch size and a preset.
+
+    Parameters
+    ----------
+    trace : str
+        Public trace name.
+    batch : int
+        Slots per Attention worker B.
+    model, hardware : str
+        Preset names.
+    """
 
     trace: str
     batch: int

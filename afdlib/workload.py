@@ -265,7 +265,13 @@ def _draw_indices(rng: np.random.Generator, cdf: np.ndarray, size: int) -> np.nd
 
 @dataclass(frozen=True)
 class Deterministic(_FiniteLaw):
-    """Every request has the same length ``value`` (tokens or steps)."""
+    """Every request has the same length (tokens or steps).
+
+    Parameters
+    ----------
+    value : int
+        The length, >= 0.
+    """
 
     value: int
 
@@ -283,7 +289,13 @@ class Deterministic(_FiniteLaw):
 
 @dataclass(frozen=True)
 class Uniform(_FiniteLaw):
-    """Discrete uniform law on ``{low, ..., high}``."""
+    """Discrete uniform law on ``{low, ..., high}``.
+
+    Parameters
+    ----------
+    low, high : int
+        Smallest and largest value, ``0 <= low <= high`` (tokens or steps).
+    """
 
     low: int
     high: int
@@ -413,7 +425,15 @@ class Empirical(_FiniteLaw):
 
 @dataclass(frozen=True, eq=False)
 class Mixture(LengthLaw):
-    """A finite mixture: with probability ``weights[k]`` draw from ``components[k]``."""
+    """A finite mixture: with probability ``weights[k]`` draw from ``components[k]``.
+
+    Parameters
+    ----------
+    components : tuple of LengthLaw
+        The laws mixed.
+    weights : tuple of float
+        Non-negative weights, one per component (normalized to sum to 1).
+    """
 
     components: tuple[LengthLaw, ...]
     weights: tuple[float, ...]
@@ -521,6 +541,8 @@ class JointLengths:
         Context before the first decode step of each request (tokens), >= 0.
     decode : array_like of int
         Decode steps of each request, >= 1.
+    name : str
+        What the rows are (a trace's name), for messages and labels.
     """
 
     prompt: np.ndarray

@@ -89,11 +89,18 @@ def run(args) -> int:
     if args.json:
         emit_json(out)
         return 0
+    _print_summary(source, point, result, exact)
+    _print_table(result, exact, out["throughput_unit"])
+    return 0
+
+
+def _print_summary(source, point, result, exact) -> None:
+    """The closed forms, the optima and the best integers, one line each."""
     mf = result.mean_field
-    unit = out["throughput_unit"]
-    print(f"workload        {source}: theta {theta:.2f} tokens, load std {load_std:.2f} tokens")
-    print(f"batch           {args.batch} slots per Attention worker; communication scales "
-          f"with {coeffs.comm_scales_with}")
+    print(f"workload        {source}: theta {point.theta:.2f} tokens, load std "
+          f"{point.load_std:.2f} tokens")
+    print(f"batch           {point.batch} slots per Attention worker; communication scales "
+          f"with {point.coeffs.comm_scales_with}")
     print(f"r_A, r_C        {mf.r_A:.3f}, {mf.r_C:.3f}")
     print(f"r_peak          {mf.r_peak:.3f}")
     print(f"r* (closed)     {mf.r_star:.4f}  = {mf.formula}, {mf.regime}-bound regime "
@@ -103,11 +110,13 @@ def run(args) -> int:
           f"{result.barrier.r_int}"
           + (f", exact-load barrier {exact.r_int}" if exact is not None else "")
           + f"  (ratios 1..{result.max_ratio})")
-    lo = max(1, min(result.r_int_mean_field, result.barrier.r_int) - 3)
-    hi = min(result.max_ratio, max(result.r_int_mean_field, result.barrier.r_int) + 3)
-    if exact is not None:
-        lo = max(1, min(lo, exact.r_int - 3))
-        hi = min(result.max_ratio, max(hi, exact.r_int + 3))
+
+
+def _print_table(result, exact, unit: str) -> None:
+    """The objective of each rule at the ratios around the best integers."""
+    best = [result.r_int_mean_field, result.barrier.r_int]
+    best += [exact.r_int] if exact is not None else []
+    lo, hi = max(1, min(best) - 3), min(result.max_ratio, max(best) + 3)
     print(f"{'ratio':>7} {'mean field':>14} {'barrier':>14}"
           + (f" {'exact load':>14}" if exact is not None else "") + f"   ({unit})")
     for r in range(lo, hi + 1):
@@ -121,4 +130,3 @@ def run(args) -> int:
         extra = f" {exact.throughputs[r - 1]:>14.1f}" if exact is not None else ""
         print(f"{r:>7} {result.throughput_mean_field[r - 1]:>14.1f} "
               f"{result.throughput_barrier[r - 1]:>14.1f}{extra}   {', '.join(mark)}")
-    return 0

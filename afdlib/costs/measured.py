@@ -230,7 +230,21 @@ class LineFit:
 
 @dataclass(frozen=True, kw_only=True)
 class _Entry:
-    """Fields every committed fit has (see the subclasses)."""
+    """Fields every committed fit has (see the subclasses).
+
+    Attributes
+    ----------
+    system, model : str
+        Kernel-table system (e.g. ``"h200_sxm"``) and model preset name.
+    table : str
+        Source table.
+    config : dict
+        The filter that selected the rows.
+    region : dict
+        The fitted region.
+    form : str
+        The fitted form, in words.
+    """
 
     system: str
     model: str
@@ -246,6 +260,16 @@ class AttentionFit(_Entry):
 
     Attributes
     ----------
+    system, model : str
+        Kernel-table system (e.g. ``"h200_sxm"``) and model preset name.
+    table : str
+        Source table.
+    config : dict
+        The filter that selected the rows.
+    region : dict
+        The fitted region.
+    form : str
+        The fitted form, in words.
     tp : int
         Tensor-parallel size the GPU's share of heads corresponds to.
     alpha : float
@@ -280,6 +304,16 @@ class MoEFit(_Entry):
 
     Attributes
     ----------
+    system, model : str
+        Kernel-table system (e.g. ``"h200_sxm"``) and model preset name.
+    table : str
+        Source table.
+    config : dict
+        The filter that selected the rows.
+    region : dict
+        The fitted region.
+    form : str
+        The fitted form, in words.
     ep : int
         Expert-parallel group size.
     plateau : float
@@ -323,6 +357,16 @@ class CommFit(_Entry):
 
     Attributes
     ----------
+    system, model : str
+        Kernel-table system (e.g. ``"h200_sxm"``) and model preset name.
+    table : str
+        Source table.
+    config : dict
+        The filter that selected the rows.
+    region : dict
+        The fitted region.
+    form : str
+        The fitted form, in words.
     alpha : float
         Per token per rank (s/token).
     beta : float

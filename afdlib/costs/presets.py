@@ -229,7 +229,18 @@ class BundleCurves:
 @dataclass(frozen=True)
 class MeasuredAttention:
     """Attention of one instance from a measured fit (per layer, per GPU), all layers, plus
-    the roofline's output head (and projections, when the measured op lacks them)."""
+    the roofline's output head (and projections, when the measured op lacks them).
+
+    Attributes
+    ----------
+    fit : AttentionFit
+    layers : int
+        Transformer blocks.
+    per_gpu : float
+        Share of the instance's tokens and requests one GPU sees (``1/n`` data parallel).
+    roofline : AttentionRoofline
+        For the output head and projections.
+    """
 
     fit: AttentionFit
     layers: int
@@ -249,7 +260,16 @@ class MeasuredAttention:
 @dataclass(frozen=True)
 class MeasuredFFN:
     """The FFN instance: measured routed experts of every MoE layer, roofline for the shared
-    experts and dense layers."""
+    experts and dense layers.
+
+    Attributes
+    ----------
+    fit : MoEFit
+    model : ModelSpec
+    deployment : Deployment
+    efficiency : Efficiency
+        For the roofline parts.
+    """
 
     fit: MoEFit
     model: ModelSpec
@@ -263,7 +283,14 @@ class MeasuredFFN:
 
 @dataclass(frozen=True)
 class RooflineFFN:
-    """The FFN instance from the roofline alone."""
+    """The FFN instance from the roofline alone.
+
+    Attributes
+    ----------
+    model : ModelSpec
+    deployment : Deployment
+    efficiency : Efficiency
+    """
 
     model: ModelSpec
     deployment: Deployment
@@ -275,7 +302,16 @@ class RooflineFFN:
 
 @dataclass(frozen=True)
 class MeasuredComm:
-    """DeepEP dispatch + combine of every layer (one NVLink node): per-worker traffic."""
+    """DeepEP dispatch + combine of every layer (one NVLink node): per-worker traffic.
+
+    Attributes
+    ----------
+    fit : CommFit
+    layers : int
+        Transformer blocks.
+    ranks : int
+        GPUs of the Attention instance the batch is spread over.
+    """
 
     fit: CommFit
     layers: int
