@@ -260,16 +260,8 @@ class AttentionFit(_Entry):
 
     Attributes
     ----------
-    system, model : str
-        Kernel-table system (e.g. ``"h200_sxm"``) and model preset name.
-    table : str
-        Source table.
-    config : dict
-        The filter that selected the rows.
-    region : dict
-        The fitted region.
-    form : str
-        The fitted form, in words.
+    system, model, table, config, region, form : str, str, str, dict, dict, str
+        As every entry (see ``_Entry``): system, model, table, row filter, region, form.
     tp : int
         Tensor-parallel size the GPU's share of heads corresponds to.
     alpha : float
@@ -304,16 +296,8 @@ class MoEFit(_Entry):
 
     Attributes
     ----------
-    system, model : str
-        Kernel-table system (e.g. ``"h200_sxm"``) and model preset name.
-    table : str
-        Source table.
-    config : dict
-        The filter that selected the rows.
-    region : dict
-        The fitted region.
-    form : str
-        The fitted form, in words.
+    system, model, table, config, region, form : str, str, str, dict, dict, str
+        As every entry (see ``_Entry``): system, model, table, row filter, region, form.
     ep : int
         Expert-parallel group size.
     plateau : float
@@ -357,16 +341,8 @@ class CommFit(_Entry):
 
     Attributes
     ----------
-    system, model : str
-        Kernel-table system (e.g. ``"h200_sxm"``) and model preset name.
-    table : str
-        Source table.
-    config : dict
-        The filter that selected the rows.
-    region : dict
-        The fitted region.
-    form : str
-        The fitted form, in words.
+    system, model, table, config, region, form : str, str, str, dict, dict, str
+        As every entry (see ``_Entry``): system, model, table, row filter, region, form.
     alpha : float
         Per token per rank (s/token).
     beta : float
