@@ -8,11 +8,40 @@ into exit status 2 with a one-line message.
 
 from __future__ import annotations
 
-__all__ = ["AfdInputError", "TraceFormatError"]
+__all__ = ["AfdInputError", "TraceFormatError", "MissingMeasurement", "DoesNotFit"]
 
 
 class AfdInputError(ValueError):
-    """Bad input: the message names what is wrong (file, row, field or parameter)."""
+    """Bad input: the message names what is wrong (file, row, field or parameter).
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, in words.
+    parameter : str, optional
+        The name of the parameter at fault (e.g. ``"warmup"``), so that a caller can say
+        which of its own options it was (the command line prefixes its ``--option``).
+    """
+
+    def __init__(self, message: str = "", *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class DoesNotFit(AfdInputError):
+    """A deployment that memory cannot hold: the KV cache of the asked batch, or the FFN
+    weights, fit no instance of the allowed sizes.
+
+    A typed reason to skip a configuration (the validation study skips such cases).
+    """
+
+
+class MissingMeasurement(AfdInputError):
+    """No measured kernel table, or no measured row, for a requested configuration.
+
+    A typed reason to skip a configuration: code that tries every configuration (the
+    committed fits) catches this class and only this.
+    """
 
 
 class TraceFormatError(AfdInputError):

@@ -20,8 +20,11 @@ This module offers
   :class:`JointLengths` (rows of a trace, P and D jointly);
 * :func:`load_stats` (exact theta, sigma of a workload) and :func:`estimate_load`
   (the nonparametric ratio estimators from trace rows with delta-method intervals);
-* :func:`sample_stationary_slots`, the state of a slot at a uniformly chosen time;
-* :func:`parse_length_law`, the ``NAME:ARGS`` syntax of the command line.
+* :func:`sample_stationary_slots`, the state of a slot at a uniformly chosen time, and
+  :func:`stationary_load_pmf`, the exact law of its load;
+* :func:`check_workload`, the check every layer applies to a workload argument.
+
+The command line's ``NAME:ARGS`` syntax for laws is :func:`afdlib.cli.laws.parse_length_law`.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from functools import cached_property
 import numpy as np
 from scipy import special
 
-from afdlib._checks import check_int
 from afdlib.errors import AfdInputError
+from afdlib.validate import check_int, check_number, fail
 
 __all__ = [
     "LengthLaw",
@@ -57,7 +60,8 @@ __all__ = [
     "sample_stationary_slots",
     "slot_load_path",
     "stationary_load_pmf",
-    "parse_length_law",
+    "check_workload",
+    "lognormal_with_mean_cv",
 ]
 
 
@@ -107,18 +111,7 @@ class LengthLaw(ABC):
 
     def _check_k(self, k: int) -> None:
         if k not in (1, 2, 3):
-            raise ValueError(f"raw moments are available for k = 1, 2, 3, not {k}")
-
-
-def _check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-        raise AfdInputError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise AfdInputError(f"{name} must be finite, got {value}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise AfdInputError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return value
+            raise fail("k", f"raw moments are available for k = 1, 2, 3, not {k!r}")
 
 
 @dataclass(frozen=True)
@@ -131,8 +124,9 @@ class Geometric(LengthLaw):
 
     Parameters
     ----------
-    mean : float
-        ``E[X]`` (tokens or steps), at least ``start``.
+    mean_value : float
+        ``E[X]`` (tokens or steps), at least ``start`` (the :attr:`mean` property of every
+        law returns it too).
     start : int
         Smallest value (default 1).
     """
@@ -142,7 +136,7 @@ class Geometric(LengthLaw):
 
     def __post_init__(self) -> None:
         start = check_int("geometric start", self.start, minimum=0)
-        mean = _check_positive_float("geometric mean", self.mean_value, allow_zero=True)
+        mean = check_number("geometric mean", self.mean_value, minimum=0.0)
         if mean < start:
             raise AfdInputError(f"geometric mean ({mean}) must be >= start ({start})")
         object.__setattr__(self, "start", start)
@@ -271,7 +265,13 @@ def _draw_indices(rng: np.random.Generator, cdf: np.ndarray, size: int) -> np.nd
 
 @dataclass(frozen=True)
 class Deterministic(_FiniteLaw):
-    """Every request has the same length ``value`` (tokens or steps)."""
+    """Every request has the same length (tokens or steps).
+
+    Parameters
+    ----------
+    value : int
+        The length, >= 0.
+    """
 
     value: int
 
@@ -289,7 +289,13 @@ class Deterministic(_FiniteLaw):
 
 @dataclass(frozen=True)
 class Uniform(_FiniteLaw):
-    """Discrete uniform law on ``{low, ..., high}``."""
+    """Discrete uniform law on ``{low, ..., high}``.
+
+    Parameters
+    ----------
+    low, high : int
+        Smallest and largest value, ``0 <= low <= high`` (tokens or steps).
+    """
 
     low: int
     high: int
@@ -315,10 +321,10 @@ class Uniform(_FiniteLaw):
 class DiscretizedLognormal(_FiniteLaw):
     """A lognormal length rounded to the nearest integer and clipped to ``[minimum, maximum]``.
 
-    ``X = clip(round(L), minimum, maximum)`` with ``log L ~ Normal(log(median), sigma**2)``.
-    The clipping is part of the law (mass beyond either end sits on that end), so moments
-    and sampling are exact sums over the finite support; ``maximum`` plays the part of a
-    model's context limit.
+    ``X = clip(round(L), min_value, max_value)`` with
+    ``log L ~ Normal(log(median), sigma**2)``. The clipping is part of the law (mass beyond
+    either end sits on that end), so moments and sampling are exact sums over the finite
+    support; ``max_value`` plays the part of a model's context limit.
 
     Parameters
     ----------
@@ -326,8 +332,9 @@ class DiscretizedLognormal(_FiniteLaw):
         Median of the underlying lognormal (tokens or steps), > 0.
     sigma : float
         Standard deviation of ``log L``, >= 0.
-    minimum, maximum : int
-        Clipping bounds (``0 <= minimum <= maximum <= 2**22``).
+    min_value, max_value : int
+        Clipping bounds (``0 <= min_value <= max_value <= 2**22``; the :attr:`minimum`
+        property is the smallest value with positive probability).
     """
 
     median: float
@@ -336,8 +343,8 @@ class DiscretizedLognormal(_FiniteLaw):
     max_value: int = 131072
 
     def __post_init__(self) -> None:
-        _check_positive_float("lognormal median", self.median)
-        _check_positive_float("lognormal sigma", self.sigma, allow_zero=True)
+        check_number("lognormal median", self.median, minimum=0.0, strict=True)
+        check_number("lognormal sigma", self.sigma, minimum=0.0)
         lo = check_int("lognormal minimum", self.min_value, minimum=0)
         hi = check_int("lognormal maximum", self.max_value, minimum=0)
         if hi < lo:
@@ -418,7 +425,15 @@ class Empirical(_FiniteLaw):
 
 @dataclass(frozen=True, eq=False)
 class Mixture(LengthLaw):
-    """A finite mixture: with probability ``weights[k]`` draw from ``components[k]``."""
+    """A finite mixture: with probability ``weights[k]`` draw from ``components[k]``.
+
+    Parameters
+    ----------
+    components : tuple of LengthLaw
+        The laws mixed.
+    weights : tuple of float
+        Non-negative weights, one per component (normalized to sum to 1).
+    """
 
     components: tuple[LengthLaw, ...]
     weights: tuple[float, ...]
@@ -526,6 +541,8 @@ class JointLengths:
         Context before the first decode step of each request (tokens), >= 0.
     decode : array_like of int
         Decode steps of each request, >= 1.
+    name : str
+        What the rows are (a trace's name), for messages and labels.
     """
 
     prompt: np.ndarray
@@ -569,6 +586,45 @@ class JointLengths:
 
 
 Workload = IndependentLengths | JointLengths
+
+
+def check_workload(workload, name: str = "workload") -> Workload:
+    """``workload`` if it is an :class:`IndependentLengths` or a :class:`JointLengths`.
+
+    Raises
+    ------
+    AfdInputError
+        ``"not a workload (IndependentLengths or JointLengths): ..."``.
+    """
+    if not isinstance(workload, IndependentLengths | JointLengths):
+        raise fail(name, f"not a workload (IndependentLengths or JointLengths): "
+                         f"{type(workload).__name__}")
+    return workload
+
+
+def lognormal_with_mean_cv(mean: float, cv: float, *, min_value: int = 1,
+                           max_value: int = 65536) -> LengthLaw:
+    """A discretized lognormal with (about) the given mean and coefficient of variation.
+
+    A lognormal with ``E[L] = mean`` and ``CV = cv`` has ``sigma^2 = log(1 + cv^2)`` and
+    median ``mean / sqrt(1 + cv^2)``; rounding and clipping to ``[min_value, max_value]``
+    move the moments slightly. ``cv = 0`` gives :class:`Deterministic` ``round(mean)``.
+
+    Parameters
+    ----------
+    mean : float
+        Target mean (tokens or steps), > 0.
+    cv : float
+        Target coefficient of variation, >= 0.
+    min_value, max_value : int
+        Clipping bounds of :class:`DiscretizedLognormal`.
+    """
+    mean = check_number("mean", mean, minimum=0.0, strict=True)
+    cv = check_number("cv", cv, minimum=0.0)
+    if cv == 0:
+        return Deterministic(int(round(mean)))
+    s2 = np.log1p(cv**2)
+    return DiscretizedLognormal(mean / np.sqrt(1 + cv**2), np.sqrt(s2), min_value, max_value)
 
 
 def _validate_rows(prompt, decode) -> tuple[np.ndarray, np.ndarray]:
@@ -728,8 +784,7 @@ def load_stats(workload: Workload) -> LoadStats:
         m2 = z.sum() / d.sum()
         return LoadStats(float(theta), float(m2 - theta * theta),
                          float(workload.prompt.mean()), float(d.mean()))
-    if not isinstance(workload, IndependentLengths):
-        raise AfdInputError(f"not a workload: {workload!r}")
+    check_workload(workload)
     p1, p2 = workload.prompt.raw_moment(1), workload.prompt.raw_moment(2)
     d1, d2, d3 = (workload.decode.raw_moment(k) for k in (1, 2, 3))
     theta = p1 + (d2 - d1) / (2.0 * d1)
@@ -945,8 +1000,7 @@ def stationary_load_pmf(workload: Workload) -> tuple[np.ndarray, np.ndarray]:
         diff -= np.bincount(workload.prompt + workload.decode, minlength=top + 1)
         counts = np.cumsum(diff)[:top]
         return np.arange(top, dtype=np.int64), counts / workload.decode.sum()
-    if not isinstance(workload, IndependentLengths):
-        raise AfdInputError(f"not a workload: {workload!r}")
+    check_workload(workload)
     from scipy.signal import fftconvolve
 
     p_vals, p_probs = _truncated_pmf(workload.prompt)
@@ -1001,78 +1055,3 @@ def slot_load_path(workload: Workload, rng: np.random.Generator,
     starts = np.concatenate([[0], np.cumsum(d)[:-1]])
     position = np.arange(steps) - starts[request]
     return p[request] + position, request
-
-
-# ---------------------------------------------------------------------------
-# Command-line syntax for laws
-# ---------------------------------------------------------------------------
-
-_LAW_ARGS = {
-    "geometric": (Geometric, ("mean", "start"), {"mean": "mean_value"}),
-    "deterministic": (Deterministic, ("value",), {}),
-    "lognormal": (DiscretizedLognormal, ("median", "sigma", "min", "max"),
-                  {"min": "min_value", "max": "max_value"}),
-    "uniform": (Uniform, ("low", "high"), {}),
-}
-
-
-def parse_length_law(text: str) -> LengthLaw:
-    """Parse the command line's length-law syntax ``NAME:ARGS``.
-
-    ``ARGS`` are comma-separated values, positional in the order below or ``key=value``:
-
-    * ``geometric:MEAN[,START]`` (``start`` defaults to 1), e.g. ``geometric:500``
-    * ``deterministic:VALUE``, e.g. ``deterministic:100``
-    * ``lognormal:MEDIAN,SIGMA[,MIN,MAX]``, e.g. ``lognormal:median=300,sigma=1``
-    * ``uniform:LOW,HIGH``
-    * ``mix:W1*LAW1+W2*LAW2``, e.g. ``mix:0.7*geometric:100+0.3*deterministic:2000``
-
-    Raises
-    ------
-    AfdInputError
-        Naming the part that cannot be understood.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise AfdInputError("empty length law")
-    text = text.strip()
-    name, _, rest = text.partition(":")
-    name = name.strip().lower()
-    if name in ("mix", "mixture"):
-        comps, weights = [], []
-        for part in rest.split("+"):
-            w_text, star, law_text = part.partition("*")
-            if not star:
-                raise AfdInputError(f"mixture part {part!r} must look like WEIGHT*LAW")
-            try:
-                weights.append(float(w_text))
-            except ValueError:
-                raise AfdInputError(f"mixture weight {w_text!r} is not a number") from None
-            comps.append(parse_length_law(law_text))
-        return Mixture(tuple(comps), tuple(weights))
-    if name not in _LAW_ARGS:
-        raise AfdInputError(f"unknown length law {name!r} in {text!r} "
-                            f"(known: {', '.join(sorted(_LAW_ARGS))}, mix)")
-    cls, order, renames = _LAW_ARGS[name]
-    kwargs: dict[str, float] = {}
-    if rest.strip():
-        for i, item in enumerate(rest.split(",")):
-            key, eq, value = item.partition("=")
-            if not eq:
-                key, value = (order[i] if i < len(order) else None), item
-                if key is None:
-                    raise AfdInputError(f"too many arguments for {name} in {text!r}")
-            key = key.strip().lower()
-            if key not in order:
-                raise AfdInputError(f"{name} has no argument {key!r} (arguments: "
-                                    f"{', '.join(order)})")
-            try:
-                number = float(value)
-            except ValueError:
-                raise AfdInputError(f"{name} argument {key}={value.strip()!r} is not a "
-                                    f"number") from None
-            kwargs[renames.get(key, key)] = number
-    try:
-        return cls(**{k: (int(v) if v.is_integer() and k != "mean_value" and k != "median"
-                          and k != "sigma" else v) for k, v in kwargs.items()})
-    except TypeError:
-        raise AfdInputError(f"{name} needs arguments {', '.join(order)}; got {text!r}") from None

@@ -143,17 +143,32 @@ def test_trace_input_uses_the_workload_estimators(capsys, write, coeff_file):
     est = estimate_load(prompt, output)
     assert d["theta"] == pytest.approx(est.theta, rel=1e-12)
     assert d["load_std"] == pytest.approx(est.load_std, rel=1e-12)
-    # the first-token convention lowers the decode steps by one
+    # the first-token convention: D = output - 1 decode steps from a context of P + 1, rows
+    # with a single output token dropped; theta = sum(D P' + D(D-1)/2) / sum(D), by hand
     d2 = provision_json(capsys, "--trace", trace, "--first-token-from-prefill", "--batch", 64,
                         "--coeffs", coeff_file(COEFFS_B))
-    assert d2["theta"] != d["theta"]
+    keep = output >= 2
+    ctx, steps = prompt[keep] + 1.0, output[keep] - 1.0
+    by_hand = float(np.sum(steps * ctx + steps * (steps - 1) / 2) / np.sum(steps))
+    assert d2["theta"] == pytest.approx(by_hand, rel=1e-12)
 
 
 def test_public_trace_by_name(capsys, coeff_file):
-    public_trace_file("azure2023_conv")
+    path = public_trace_file("azure2023_conv")
     d = provision_json(capsys, "--trace", "azure2023_conv", "--batch", 128,
                        "--coeffs", coeff_file(COEFFS_B))
-    assert d["workload"] == "azure2023_conv" and d["theta"] > 1000
+    assert d["workload"] == "azure2023_conv"
+    # theta from the raw file with the csv module: sum(D P + D(D-1)/2) / sum(D), D = output
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [(float(r["ContextTokens"]), float(r["GeneratedTokens"]))
+                for r in csv.DictReader(fh)]
+    p = np.array([r[0] for r in rows])
+    o = np.array([r[1] for r in rows])
+    o_kept, p_kept = o[o >= 1], p[o >= 1]
+    by_hand = float(np.sum(o_kept * p_kept + o_kept * (o_kept - 1) / 2) / np.sum(o_kept))
+    assert d["theta"] == pytest.approx(by_hand, rel=1e-12)
 
 
 def test_human_readable_output(capsys, coeff_file):

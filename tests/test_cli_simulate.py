@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from afdlib.cli import main
@@ -55,8 +56,21 @@ def test_simulate_json_keys_and_agreement_with_the_reference_loop(coeffs_file, c
                              Bundle(4, 32, COEFFS), steps=20000, seed=99)
     assert out["throughput_per_instance"] == pytest.approx(ref.throughput_per_instance,
                                                            rel=0.02)
-    assert 0 <= out["attention_idle"] <= 1 and 0 <= out["ffn_idle"] <= 1
-    assert out["barrier_overhead"] > 0
+    # the FFN is busy t_F = alpha_F r B + beta_F of every step (by hand from COEFFS), so its
+    # idle share is 1 - t_F / E[tau]; attention's must match the independent loop's
+    t_f = 2e-5 * 4 * 32 + 2e-3
+    assert out["ffn_idle"] == pytest.approx(1 - t_f / out["mean_step_time"], rel=1e-9)
+    assert out["attention_idle"] == pytest.approx(ref.attention_idle, abs=0.01)
+    # the barrier overhead is close to the Gaussian model's sigma_A E[max of 4 normals]
+    # (a different method; one run's noise is a few percent)
+    from afdlib.model import OperatingPoint
+    from afdlib.provision import gaussian_barrier_overhead
+    from afdlib.workload import load_stats
+
+    stats = load_stats(IndependentLengths(Geometric(150, start=0), Geometric(60)))
+    gauss = gaussian_barrier_overhead(OperatingPoint(coeffs=COEFFS, theta=stats.theta,
+                                                     load_std=stats.load_std, batch=32), 4)
+    assert out["barrier_overhead"] == pytest.approx(float(gauss), rel=0.1)
 
 
 def test_simulate_pipeline_and_cold_start_options(coeffs_file, capsys):
@@ -95,13 +109,24 @@ def test_sweep_json(coeffs_file, capsys):
     assert cap.err == ""  # no progress bar when stderr is not a terminal
 
 
-def test_sweep_progress_bar_on_request(coeffs_file):
-    result = run_cli("sweep", "--prompt", "geometric:150,start=0", "--decode", "geometric:60",
-                     "--batch", "8", "--ratios", "1:3", "--coeffs", coeffs_file, "--steps",
+def test_sweep_progress_bar_on_request(tmp_path):
+    # an FFN-bound bundle of one-step requests: every step lasts t_F(r) = alpha_F r B +
+    # beta_F exactly, with beta_F = 4 alpha_F B so that r_peak = 2. By hand (B = 8):
+    # Lambda(1) = 8 / (2 * 0.010) = 400, Lambda(2) = 16 / (3 * 0.012) = 444.4,
+    # Lambda(3) = 24 / (4 * 0.014) = 428.6 tokens/s per instance: the best is 2.
+    path = tmp_path / "ffn.json"
+    save_coefficients(StepCoefficients(alpha_A=1e-7, beta_A=1e-3, alpha_F=2.5e-4,
+                                       beta_F=8e-3), path)
+    result = run_cli("sweep", "--prompt", "deterministic:10", "--decode", "deterministic:1",
+                     "--batch", "8", "--ratios", "1:3", "--coeffs", str(path), "--steps",
                      "300", "--json", "--progress")
     assert result.returncode == 0
     assert "3/3" in result.stderr
-    assert json.loads(result.stdout)["best_ratio"] in (1, 2, 3)
+    out = json.loads(result.stdout)
+    assert out["best_ratio"] == 2
+    by_hand = [400.0, 16 / (3 * 0.012), 24 / (4 * 0.014)]
+    got = [row["throughput_per_instance"] for row in out["rows"]]
+    np.testing.assert_allclose(got, by_hand, rtol=1e-9)
 
 
 LAWS = ["--prompt", "geometric:100", "--decode", "geometric:20"]
@@ -158,7 +183,8 @@ def test_bad_coefficient_files_and_missing_presets(tmp_path):
 
 def test_model_and_hardware_presets_match_their_coefficient_file(tmp_path, capsys):
     from afdlib import costs
-    from afdlib.workload import load_stats, parse_length_law
+    from afdlib.cli.laws import parse_length_law
+    from afdlib.workload import load_stats
 
     if getattr(costs, "preset_coefficients", None) is None:
         pytest.skip("presets are not available")

@@ -84,7 +84,7 @@ def test_fit_quality_by_hand():
 
 @pytest.mark.parametrize("y", [[1.0, np.nan, 2.0], [1.0, -1.0, 2.0], []])
 def test_bad_data_rejected(y):
-    with pytest.raises(AfdInputError):
+    with pytest.raises(AfdInputError, match="latency must be"):
         fit_linear({"T": np.arange(len(y), dtype=float)}, y)
 
 

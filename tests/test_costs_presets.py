@@ -20,7 +20,7 @@ from afdlib.costs import (
     save_coefficients,
 )
 from afdlib.costs.memory import kv_feasibility, max_feasible_batch, smallest_ffn_instance
-from afdlib.costs.presets import data_dir
+from afdlib.costs.presets import preset_dir
 from afdlib.costs.specs import Deployment, gpu_from_dict, model_from_dict
 from afdlib.errors import AfdInputError
 
@@ -33,6 +33,18 @@ def test_required_presets_exist():
     assert set(GPUS) <= set(costs.hardware_names())
 
 
+DTYPE_BYTES_BY_HAND = {"bf16": 2, "fp16": 2, "fp8": 1}
+
+
+def _kv_bytes_per_token(model: dict) -> float:
+    """KV-cache bytes of one token over all layers, from the preset file by hand."""
+    if model["attention"] == "MLA":
+        per_layer = model["kv_lora_rank"] + model["qk_rope_head_dim"]
+    else:
+        per_layer = 2 * model["num_kv_heads"] * model["head_dim"]
+    return per_layer * DTYPE_BYTES_BY_HAND[model.get("kv_dtype", "bf16")] * model["num_layers"]
+
+
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("hardware", GPUS + ["h20/h800"])
 def test_every_preset_pair_gives_valid_coefficients(model, hardware):
@@ -41,15 +53,31 @@ def test_every_preset_pair_gives_valid_coefficients(model, hardware):
     assert isinstance(c, StepCoefficients)
     assert c.alpha_A > 0 and c.alpha_F > 0 and c.beta_A > 0
     assert c.comm_scales_with in ("B", "rB")
-    # the coefficients describe whole steps of milliseconds, not nanoseconds or hours
-    t_a = float(c.attention_time(128 * 2000))
-    assert 1e-4 < t_a < 1.0
+    # no kernel beats the memory roofline: reading the instance's KV cache at the peak HBM
+    # bandwidth of all its GPUs (from the preset files, by hand) is a lower bound, and the
+    # slope per cached token is at least the KV bytes of a token over that bandwidth
+    kv = _kv_bytes_per_token(_raw("models", model))
+    bandwidth = _raw("hardware", hardware.split("/")[0])["hbm_bandwidth"]
+    n_a = r.curves.deployment.attention_gpus
+    assert c.alpha_A >= kv / (n_a * bandwidth)
+    assert float(c.attention_time(128 * 2000)) > 128 * 2000 * kv / (n_a * bandwidth)
     assert r.memory.fits and r.memory.max_batch >= 128
     assert set(r.curves.provenance) == {"attention", "ffn", "comm"}
 
 
+def test_roofline_attention_slope_by_hand():
+    # Llama-3.1-70B (80 layers, 8 KV heads of 128, bf16) on H100-SXM (3.35 TB/s), roofline at
+    # 80 % of peak: a tensor-parallel instance of n GPUs splits the KV over min(n, 8) GPUs
+    r = build_preset("llama-3.1-70b", "h100-sxm", batch=128, theta=2000, source="roofline")
+    n = r.curves.deployment.attention_gpus
+    assert r.curves.deployment.attention_parallel == "tp"
+    kv_layer = 2 * 8 * 128 * 2
+    assert r.coefficients.alpha_A == pytest.approx(80 * kv_layer / (min(n, 8) * 0.8 * 3.35e12),
+                                                   rel=1e-9)
+
+
 def _raw(kind, name):
-    return json.loads((data_dir() / kind / f"{name}.json").read_text())
+    return json.loads((preset_dir() / kind / f"{name}.json").read_text())
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -141,8 +169,13 @@ def test_heterogeneous_bundle_takes_each_side_from_its_gpu():
 
 def test_default_ratio_is_best_integer_of_the_curves():
     r = build_preset("deepseek-v3", "h200", batch=256, theta=599)
-    grid = np.arange(1, 65)
-    lam = r.curves.throughput(256, 599, grid)
+    curves = r.curves
+    # the mean-field throughput per instance of the non-linear curves, written out here
+    grid = np.arange(1, 65, dtype=float)
+    t_a = curves.attention(256 * 599, batch=256)
+    tau = [max(t_a, float(curves.comm(batch=256, ratio=x)), float(curves.ffn(x * 256)))
+           for x in grid]
+    lam = grid * 256 / ((grid + 1) * np.array(tau))
     assert r.ratio == grid[np.argmax(lam)]
     lo, hi = r.ffn_region
     assert lo <= r.ratio * 256 <= hi
@@ -203,10 +236,28 @@ def test_tp_and_dp_split_memory_as_documented():
         < 1.2 * max_feasible_batch(m, one, 1000) + 50
 
 
-def test_ffn_instance_sizes_hold_the_weights():
-    assert smallest_ffn_instance(load_model("deepseek-v3"), load_gpu("h800")) == 16
-    assert smallest_ffn_instance(load_model("deepseek-v3"), load_gpu("h200")) == 8
-    assert smallest_ffn_instance(load_model("llama-3.1-70b"), load_gpu("h200")) == 1
+def _ffn_weight_bytes(m: dict) -> float:
+    """FFN-side weights of a preset file, by hand: dense SwiGLU MLPs, routed and shared
+    experts (3 matrices of hidden x intermediate each)."""
+    dense = m.get("dense_layers", 0)
+    moe = m["num_layers"] - dense
+    per_dense = 3 * m["hidden_size"] * m.get("dense_intermediate_size", 0)
+    experts = m.get("num_experts", 0) + m.get("shared_experts", 0)
+    per_moe = experts * 3 * m["hidden_size"] * m.get("moe_intermediate_size", 0)
+    return (dense * per_dense + moe * per_moe) * DTYPE_BYTES_BY_HAND[m.get("weight_dtype", "bf16")]
+
+
+@pytest.mark.parametrize("model, gpu", [("deepseek-v3", "h800"), ("deepseek-v3", "h200"),
+                                        ("llama-3.1-70b", "h200"), ("qwen3-235b-a22b", "h20")])
+def test_ffn_instance_sizes_hold_the_weights(model, gpu):
+    # the fewest GPUs, a power of two, whose 90 % of HBM holds the FFN weights
+    weights = _ffn_weight_bytes(_raw("models", model))
+    usable = 0.9 * _raw("hardware", gpu)["memory_bytes"]
+    by_hand = 1
+    while weights / by_hand > usable:
+        by_hand *= 2
+    assert smallest_ffn_instance(load_model(model), load_gpu(gpu)) == by_hand
+    assert weights / by_hand <= usable < weights / (by_hand / 2) or by_hand == 1
 
 
 @pytest.mark.parametrize("kw", [{"batch": 0}, {"theta": 0.0}, {"sigma": -1.0},
@@ -216,5 +267,5 @@ def test_bad_memory_inputs_rejected(kw):
     args = {"batch": 64, "theta": 1000.0}
     args.update(kw)
     batch, theta = args.pop("batch"), args.pop("theta")
-    with pytest.raises(AfdInputError):
+    with pytest.raises(AfdInputError, match=next(iter(kw))):
         kv_feasibility(m, Deployment(attention_gpu=g, ffn_gpu=g), batch, theta, **args)

@@ -67,7 +67,7 @@ def test_attention_roofline_llama_h100_by_hand():
     # below ~295 slots the projections stream weights, above they are compute-bound
     assert r.projection_time(1) == pytest.approx(r.layer_weight_time)
     assert r.projection_time(1000) == pytest.approx(1000 * 2 * layer_params / 989e12)
-    t = r.time(256 * 599, 256)
+    t = r.time(256 * 599, batch=256)
     assert t == pytest.approx(r.alpha * 256 * 599 + r.projection_time(256) + r.head_time(256))
 
 
@@ -128,7 +128,7 @@ def test_comm_roofline_by_hand():
     assert c.per_slot_ingress == pytest.approx(per_slot / (2 * 50e9))
     assert c.latency == pytest.approx(2 * 80 * 1e-5)
     assert c.binding(1.0) == "B" and c.binding(3.0) == "rB"
-    assert c.time(256, 3.0) == pytest.approx(c.latency + 3 * 256 * c.per_slot_ingress)
+    assert c.time(batch=256, ratio=3.0) == pytest.approx(c.latency + 3 * 256 * c.per_slot_ingress)
     nv = comm_roofline(m, dep("h100-sxm", ffn_gpus=2, link="nvlink"), IDEAL)
     assert nv.per_slot_egress == pytest.approx(per_slot / 450e9)
 
@@ -147,7 +147,7 @@ def test_efficiency_scales_time_inversely():
     ({"experts_per_token": 300}, "exceeds num_experts"),
     ({"num_layers": 2.5}, "integer"),
     ({"kv_dtype": "fp7"}, "kv_dtype"),
-    ({"attention": "XYZ"}, "MHA, GQA or MLA"),
+    ({"attention": "XYZ"}, "attention must be one of MHA, GQA, MLA"),
 ])
 def test_bad_model_spec_rejected(kw, match):
     base = dict(name="bad", attention="GQA", num_layers=4, hidden_size=64, num_heads=8,

@@ -10,14 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, special, stats
 
-from afdlib.costs import StepCoefficients
 from afdlib.errors import AfdInputError
+from afdlib.model import OperatingPoint, StepCoefficients
 from afdlib.provision import (
     barrier_moments,
     barrier_ratio,
     expected_excess,
     expected_max_normal,
     expected_step_time,
+    gaussian_barrier_overhead,
     max_normal_median,
     mean_field_ratio,
     mean_field_step_time,
@@ -28,6 +29,11 @@ from afdlib.provision import (
 
 COEFFS = StepCoefficients(alpha_A=2.5e-8, beta_A=1e-3, alpha_F=2e-6, beta_F=1.6e-2,
                           alpha_C=2e-7, beta_C=1e-3)
+
+
+def pt(coeffs, theta, batch, load_std=0.0):
+    """The operating point of the old positional arguments."""
+    return OperatingPoint(coeffs=coeffs, theta=theta, batch=batch, load_std=load_std)
 
 
 def quad_excess(z: float, r: float) -> float:
@@ -140,7 +146,7 @@ def test_excess_limits_and_shapes():
 
 @pytest.mark.parametrize("z, r", [(float("nan"), 2), (0.0, 0.0), (0.0, -3), (0.0, np.inf)])
 def test_excess_rejects_bad_arguments(z, r):
-    with pytest.raises(AfdInputError):
+    with pytest.raises(AfdInputError, match="must not be NaN|workers r must be"):
         expected_excess(z, r)
 
 
@@ -158,13 +164,13 @@ def test_excess_rejects_bad_arguments(z, r):
 ])
 def test_expected_step_time_matches_monte_carlo(theta, sd, batch, r):
     rng = np.random.default_rng(7)
-    mu, sig = barrier_moments(COEFFS, theta, sd, batch)
-    g = max(float(COEFFS.comm_time(r, batch)), float(COEFFS.ffn_time(r, batch)))
+    mu, sig = barrier_moments(pt(COEFFS, theta, batch, load_std=sd))
+    g = max(float(COEFFS.comm_time(batch=batch, ratio=r)), float(COEFFS.ffn_time(batch=batch, ratio=r)))
     n = 4000 if r < 1000 else 1500
     attention = mu + sig * rng.standard_normal((n, r)).max(axis=1)
     tau = np.maximum(g, attention)
     se = tau.std(ddof=1) / math.sqrt(n)
-    want = float(expected_step_time(COEFFS, theta, sd, batch, r))
+    want = float(expected_step_time(pt(COEFFS, theta, batch, load_std=sd), r))
     assert abs(tau.mean() - want) < 4 * se + 1e-15
 
 
@@ -175,8 +181,8 @@ def test_worker_loads_as_sums_of_slots_give_the_same_mean_step():
     slots = rng.gamma(shape=1.0, scale=theta, size=(3000, r, batch))   # sd = theta
     loads = slots.sum(axis=2)
     attention = COEFFS.alpha_A * loads.max(axis=1) + COEFFS.beta_A
-    tau = np.maximum(attention, float(COEFFS.ffn_time(r, batch)))
-    want = float(expected_step_time(COEFFS, theta, theta, batch, r))
+    tau = np.maximum(attention, float(COEFFS.ffn_time(batch=batch, ratio=r)))
+    want = float(expected_step_time(pt(COEFFS, theta, batch, load_std=theta), r))
     assert tau.mean() == pytest.approx(want, rel=0.01)
 
 
@@ -188,32 +194,32 @@ def test_worker_loads_as_sums_of_slots_give_the_same_mean_step():
 def test_zero_spread_gives_the_mean_field():
     r = np.arange(1, 80, dtype=float)
     for theta in (600.0, 4000.0):
-        np.testing.assert_allclose(expected_step_time(COEFFS, theta, 0.0, 256, r),
-                                   mean_field_step_time(COEFFS, theta, 256, r), rtol=0)
+        np.testing.assert_allclose(expected_step_time(pt(COEFFS, theta, 256, load_std=0.0), r),
+                                   mean_field_step_time(pt(COEFFS, theta, 256), r), rtol=0)
         # a spread so small that z overflows is still the mean field, not NaN or infinity
-        np.testing.assert_allclose(expected_step_time(COEFFS, theta, 1e-300, 256, r),
-                                   mean_field_step_time(COEFFS, theta, 256, r), rtol=1e-15)
+        np.testing.assert_allclose(expected_step_time(pt(COEFFS, theta, 256, load_std=1e-300), r),
+                                   mean_field_step_time(pt(COEFFS, theta, 256), r), rtol=1e-15)
         # and a vanishing spread converges to it, linearly: the excess over the mean field is
         # sigma_A (I_r(z) - max(-z, 0)), between 0 and sigma_A I_r(0)
         for cv in (1e-2, 1e-4, 1e-6):
-            _, sig = barrier_moments(COEFFS, theta, cv * theta, 256)
-            diff = (expected_step_time(COEFFS, theta, cv * theta, 256, r)
-                    - mean_field_step_time(COEFFS, theta, 256, r))
+            _, sig = barrier_moments(pt(COEFFS, theta, 256, load_std=cv * theta))
+            diff = (expected_step_time(pt(COEFFS, theta, 256, load_std=cv * theta), r)
+                    - mean_field_step_time(pt(COEFFS, theta, 256), r))
             assert np.all(diff >= 0) and np.all(diff <= sig * expected_excess(0.0, r) * (1 + 1e-9))
 
 
 @pytest.mark.parametrize("theta", [600.0, 4000.0, 13125.0])
 def test_small_spread_optimum_tends_to_the_mean_field_optimum(theta):
-    mf = mean_field_ratio(COEFFS, theta, 256)
-    br = barrier_ratio(COEFFS, theta, 1e-4 * theta, 256, max_ratio=400)
+    mf = mean_field_ratio(pt(COEFFS, theta, 256))
+    br = barrier_ratio(pt(COEFFS, theta, 256, load_std=1e-4 * theta), max_ratio=400)
     assert br.r_star == pytest.approx(mf.r_star, rel=2e-3)
     assert br.throughput == pytest.approx(mf.throughput, rel=1e-4)
 
 
 def test_one_worker_has_no_barrier_but_a_variability_gap():
     for theta in (3000.0, 3400.0, 3800.0):
-        d = step_time_decomposition(COEFFS, theta, theta, 256, np.array([1.0]))
-        mu, sig = barrier_moments(COEFFS, theta, theta, 256)
+        d = step_time_decomposition(pt(COEFFS, theta, 256, load_std=theta), np.array([1.0]))
+        mu, sig = barrier_moments(pt(COEFFS, theta, 256, load_std=theta))
         z = abs(float(d["z"][0]))
         assert d["barrier"][0] == pytest.approx(0.0, abs=1e-15)
         gap = sig * (stats.norm.pdf(z) - z * stats.norm.sf(z))
@@ -223,10 +229,10 @@ def test_one_worker_has_no_barrier_but_a_variability_gap():
 
 def test_decomposition_adds_up_and_barrier_grows_with_r():
     r = np.arange(1, 60, dtype=float)
-    d = step_time_decomposition(COEFFS, 4000.0, 4000.0, 256, r)
+    d = step_time_decomposition(pt(COEFFS, 4000.0, 256, load_std=4000.0), r)
     np.testing.assert_allclose(d["mean_field"] + d["variability"] + d["barrier"], d["expected"],
                                rtol=1e-14)
-    np.testing.assert_allclose(d["expected"], expected_step_time(COEFFS, 4000.0, 4000.0, 256, r),
+    np.testing.assert_allclose(d["expected"], expected_step_time(pt(COEFFS, 4000.0, 256, load_std=4000.0), r),
                                rtol=1e-14)
     assert np.all(d["variability"] >= 0) and np.all(d["barrier"] >= 0)
 
@@ -237,8 +243,8 @@ def test_decomposition_adds_up_and_barrier_grows_with_r():
 def test_barrier_never_raises_throughput(theta, cv, batch, comm):
     coeffs = StepCoefficients(**{**COEFFS.to_dict(), "comm_scales_with": comm})
     r = np.arange(1, 200, dtype=float)
-    lam_b = throughput_barrier(coeffs, theta, cv * theta, batch, r)
-    lam_m = throughput_mean_field(coeffs, theta, batch, r)
+    lam_b = throughput_barrier(pt(coeffs, theta, batch, load_std=cv * theta), r)
+    lam_m = throughput_mean_field(pt(coeffs, theta, batch), r)
     assert np.all(lam_b <= lam_m * (1 + 1e-12))
 
 
@@ -248,26 +254,26 @@ def test_barrier_never_raises_throughput(theta, cv, batch, comm):
 
 
 def test_barrier_ratio_moves_up_and_down():
-    up_mf = mean_field_ratio(COEFFS, 4000.0, 256)
-    up = barrier_ratio(COEFFS, 4000.0, 4000.0, 256, max_ratio=100)
+    up_mf = mean_field_ratio(pt(COEFFS, 4000.0, 256))
+    up = barrier_ratio(pt(COEFFS, 4000.0, 256, load_std=4000.0), max_ratio=100)
     assert up_mf.regime == "attention" and up.r_star > 1.1 * up_mf.r_star
-    down_mf = mean_field_ratio(COEFFS, 13125.0, 256)
-    down = barrier_ratio(COEFFS, 13125.0, 16516.0, 256, max_ratio=300)
+    down_mf = mean_field_ratio(pt(COEFFS, 13125.0, 256))
+    down = barrier_ratio(pt(COEFFS, 13125.0, 256, load_std=16516.0), max_ratio=300)
     assert down.r_star < 0.5 * down_mf.r_star
     # the integer optimum is the best of the integer table
-    lam = throughput_barrier(COEFFS, 13125.0, 16516.0, 256, np.arange(1, 301))
+    lam = throughput_barrier(pt(COEFFS, 13125.0, 256, load_std=16516.0), np.arange(1, 301))
     assert down.r_int == int(np.argmax(lam)) + 1 and not down.at_max_ratio
 
 
 def test_barrier_inputs_are_validated():
     with pytest.raises(AfdInputError, match="load_std must be >= 0"):
-        expected_step_time(COEFFS, 100.0, -1.0, 8, 2)
+        expected_step_time(pt(COEFFS, 100.0, 8, load_std=-1.0), 2)
     with pytest.raises(AfdInputError, match="theta must be finite"):
-        throughput_barrier(COEFFS, float("nan"), 1.0, 8, 2)
+        throughput_barrier(pt(COEFFS, float("nan"), 8, load_std=1.0), 2)
     with pytest.raises(AfdInputError, match="ratio must be > 0"):
-        expected_step_time(COEFFS, 100.0, 1.0, 8, 0)
+        expected_step_time(pt(COEFFS, 100.0, 8, load_std=1.0), 0)
     with pytest.raises(AfdInputError, match="ratio must be >= 1 in the barrier model"):
-        throughput_barrier(COEFFS, 100.0, 1.0, 8, [0.5, 2.0])
+        throughput_barrier(pt(COEFFS, 100.0, 8, load_std=1.0), [0.5, 2.0])
 
 
 def test_attention_limited_ratio_is_the_barrier_optimum_without_ffn_cost():
@@ -281,7 +287,7 @@ def test_attention_limited_ratio_is_the_barrier_optimum_without_ffn_cost():
     for kappa, cap in zip(kappas, caps, strict=True):
         theta, batch = 1000.0, 4
         sd = kappa * theta * math.sqrt(batch)          # sigma_A / mu_A = sd / (theta sqrt(B))
-        br = barrier_ratio(free_ffn, theta, sd, batch, max_ratio=2, search=(1.0, 1e6))
+        br = barrier_ratio(pt(free_ffn, theta, batch, load_std=sd), max_ratio=2, search=(1.0, 1e6))
         assert br.r_star == pytest.approx(cap, rel=1e-5)
         # stationarity: 1/(r(r+1)) = kappa m'(r) / (1 + kappa m(r))
         h = 1e-4 * cap
@@ -290,3 +296,17 @@ def test_attention_limited_ratio_is_the_barrier_optimum_without_ffn_cost():
         assert lhs == pytest.approx(kappa * dm / (1 + kappa * expected_max_normal(cap)), rel=1e-3)
     with pytest.raises(AfdInputError, match="kappa"):
         attention_limited_ratio(0.0)
+
+
+def test_gaussian_barrier_overhead_is_the_mean_gap_between_slowest_and_mean_worker():
+    rng = np.random.default_rng(3)
+    p = pt(COEFFS, 2000.0, 64, load_std=1500.0)
+    mu, sig = barrier_moments(p)
+    for r in (2, 9, 40):
+        a = mu + sig * rng.standard_normal((20000, r))
+        gap = a.max(axis=1) - a.mean(axis=1)
+        se = gap.std(ddof=1) / math.sqrt(gap.size)
+        assert abs(gap.mean() - float(gaussian_barrier_overhead(p, r))) < 4 * se
+    # sigma_A = alpha_A sqrt(B) sigma, by hand; E[max of 2] = 1 / sqrt(pi)
+    assert float(gaussian_barrier_overhead(p, 2)) == pytest.approx(
+        2.5e-8 * 8.0 * 1500.0 / math.sqrt(math.pi), rel=1e-12)

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from afdlib.costs import StepCoefficients
 from afdlib.errors import AfdInputError
+from afdlib.model import Objective, OperatingPoint, StepCoefficients
 from afdlib.provision import (
     InstancePrices,
+    attention_bound_theta,
     best_integer_mean_field,
     best_integer_ratio,
     maximize_ratio,
@@ -24,6 +25,12 @@ from afdlib.provision import (
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
+
+
+def pt(coeffs, theta, batch, prices=None):
+    """The operating point of the old positional arguments."""
+    return OperatingPoint(coeffs=coeffs, theta=theta, batch=batch,
+                          objective=Objective(prices=prices or InstancePrices()))
 
 
 def log_uniform(lo: float, hi: float):
@@ -69,7 +76,7 @@ def independent_lambda(coeffs, theta, batch, r, prices=None):
 
 def _optimum_or_skip(coeffs, theta, batch, prices):
     try:
-        return mean_field_ratio(coeffs, theta, batch, prices)
+        return mean_field_ratio(pt(coeffs, theta, batch, prices=prices))
     except AfdInputError:
         assume(False)
 
@@ -119,9 +126,9 @@ def test_throughput_is_unimodal_around_r_star(point):
     assume(1e-2 < opt.r_star < 1e5)
     left = np.geomspace(opt.r_star * 1e-3, opt.r_star, 400)
     right = np.geomspace(opt.r_star, opt.r_star * 1e3, 400)
-    lam = throughput_mean_field
-    assert np.all(np.diff(lam(coeffs, theta, batch, left, prices)) >= -1e-12 * opt.throughput)
-    assert np.all(np.diff(lam(coeffs, theta, batch, right, prices)) <= 1e-12 * opt.throughput)
+    p = pt(coeffs, theta, batch, prices)
+    assert np.all(np.diff(throughput_mean_field(p, left)) >= -1e-12 * opt.throughput)
+    assert np.all(np.diff(throughput_mean_field(p, right)) <= 1e-12 * opt.throughput)
 
 
 @SETTINGS
@@ -131,7 +138,7 @@ def test_regime_names_the_term_that_binds_below_r_star(point):
     opt = _optimum_or_skip(coeffs, theta, batch, prices)
     assume(1e-3 < opt.r_star < 1e6)
     # just below r*, the named term is the largest (skip ties closer than rounding error)
-    comp = step_components(coeffs, theta, batch, opt.r_star * (1 - 1e-6))
+    comp = step_components(pt(coeffs, theta, batch), opt.r_star * (1 - 1e-6))
     values = {k: float(comp[k]) for k in ("attention", "communication", "ffn")}
     ordered = sorted(values.values())
     assume(ordered[-1] - ordered[-2] > 1e-12 * ordered[-1])
@@ -150,12 +157,12 @@ def test_best_integer_compares_neighbours_and_matches_exhaustive_search(point, e
         return independent_lambda(coeffs, theta, batch, r, prices)
 
     r_int, values = best_integer_ratio(lam, top)
-    assert best_integer_mean_field(coeffs, theta, batch, top, prices) == r_int
+    assert best_integer_mean_field(pt(coeffs, theta, batch, prices=prices), max_ratio=top) == r_int
     assert values[r_int - 1] == values.max()
     # with a cap below the optimum the cap is best (unimodality)
     if opt.r_star > 2:
         cap = int(math.floor(opt.r_star)) - 1
-        assert best_integer_mean_field(coeffs, theta, batch, cap, prices) == cap
+        assert best_integer_mean_field(pt(coeffs, theta, batch, prices=prices), max_ratio=cap) == cap
 
 
 def test_rounding_can_pick_the_wrong_integer():
@@ -163,11 +170,11 @@ def test_rounding_can_pick_the_wrong_integer():
     # Lambda rises like r/(r+1) below r_A and falls slowly above it, so 3 beats 2
     coeffs = StepCoefficients(alpha_A=1e-8, beta_A=0.0, alpha_F=1e-6, beta_F=4e-4)
     batch, theta = 100, 640.0      # t_A = 6.4e-4 s, FFN slope 1e-4 s per worker
-    opt = mean_field_ratio(coeffs, theta, batch)
+    opt = mean_field_ratio(pt(coeffs, theta, batch))
     assert opt.formula == "r_A" and opt.r_star == pytest.approx(2.4)
-    lam = throughput_mean_field(coeffs, theta, batch, np.array([2.0, 3.0]))
+    lam = throughput_mean_field(pt(coeffs, theta, batch), np.array([2.0, 3.0]))
     assert lam[1] > lam[0]
-    assert best_integer_mean_field(coeffs, theta, batch) == 3 != round(opt.r_star)
+    assert best_integer_mean_field(pt(coeffs, theta, batch)) == 3 != round(opt.r_star)
 
 
 # ---------------------------------------------------------------------------
@@ -195,7 +202,7 @@ def _rb(**kw) -> StepCoefficients:
 ])
 def test_every_closed_form_of_the_general_rule_occurs_and_is_right(coeffs, theta, batch,
                                                                    formula, regime):
-    opt = mean_field_ratio(coeffs, theta, batch)
+    opt = mean_field_ratio(pt(coeffs, theta, batch))
     assert (opt.formula, opt.regime) == (formula, regime)
     assert opt.r_star == pytest.approx(getattr(opt, formula), rel=1e-12)
     r_num, _ = maximize_ratio(lambda r: independent_lambda(coeffs, theta, batch, r), 1e-4, 1e7)
@@ -207,18 +214,18 @@ def test_naive_max_of_three_fails_when_communication_grows():
     # max{r_A, r_C, r_peak} (with r_C the FFN/communication crossing) overshoots
     coeffs = _rb(alpha_C=4e-6, beta_C=1e-4, beta_F=1e-4)
     theta, batch = 20000.0, 64
-    opt = mean_field_ratio(coeffs, theta, batch)
+    opt = mean_field_ratio(pt(coeffs, theta, batch))
     f = coeffs.alpha_F * batch
     t_c1 = coeffs.alpha_C * batch + coeffs.beta_C  # communication of one worker
     naive = max(opt.r_A, (t_c1 - coeffs.beta_F) / f, opt.r_peak)
-    lam = throughput_mean_field(coeffs, theta, batch, np.array([opt.r_star, naive]))
+    lam = throughput_mean_field(pt(coeffs, theta, batch), np.array([opt.r_star, naive]))
     assert naive > 2 * opt.r_star
     assert lam[0] > 1.5 * lam[1]
 
 
 def test_rb_without_slope_is_the_first_version():
-    a = mean_field_ratio(_rb(alpha_C=0.0, beta_C=5e-3), 3000.0, 32)
-    b = mean_field_ratio(_rb(alpha_C=0.0, beta_C=5e-3, comm_scales_with="B"), 3000.0, 32)
+    a = mean_field_ratio(pt(_rb(alpha_C=0.0, beta_C=5e-3), 3000.0, 32))
+    b = mean_field_ratio(pt(_rb(alpha_C=0.0, beta_C=5e-3, comm_scales_with="B"), 3000.0, 32))
     assert (a.r_A, a.r_C, a.r_peak, a.r_star, a.regime) == (b.r_A, b.r_C, b.r_peak, b.r_star,
                                                             b.regime)
 
@@ -230,8 +237,8 @@ def test_rb_without_slope_is_the_first_version():
 
 def test_equal_prices_do_not_move_the_optimum():
     coeffs = _rb(comm_scales_with="B")
-    plain = mean_field_ratio(coeffs, 800.0, 128)
-    scaled = mean_field_ratio(coeffs, 800.0, 128, InstancePrices(3.0, 3.0))
+    plain = mean_field_ratio(pt(coeffs, 800.0, 128))
+    scaled = mean_field_ratio(pt(coeffs, 800.0, 128, prices=InstancePrices(3.0, 3.0)))
     assert scaled.r_star == pytest.approx(plain.r_star, rel=1e-14)
     assert scaled.throughput == pytest.approx(plain.throughput / 3.0, rel=1e-12)
 
@@ -239,9 +246,9 @@ def test_equal_prices_do_not_move_the_optimum():
 @pytest.mark.parametrize("price_ratio", [0.25, 1.0, 4.0, 9.0])
 def test_ffn_price_scales_the_stationary_point_by_its_square_root(price_ratio):
     coeffs = _rb(comm_scales_with="B")
-    base = mean_field_ratio(coeffs, 800.0, 128)
+    base = mean_field_ratio(pt(coeffs, 800.0, 128))
     assert base.formula == "r_peak"
-    opt = mean_field_ratio(coeffs, 800.0, 128, InstancePrices(1.0, price_ratio))
+    opt = mean_field_ratio(pt(coeffs, 800.0, 128, prices=InstancePrices(1.0, price_ratio)))
     assert opt.r_peak == pytest.approx(math.sqrt(price_ratio) * base.r_peak, rel=1e-12)
     assert opt.r_A == base.r_A and opt.r_C == base.r_C  # crossings do not depend on prices
 
@@ -272,19 +279,28 @@ def test_bad_coefficients_are_rejected(field, value, fragment):
     (dict(theta=float("nan")), "theta must be finite"),
     (dict(batch=0), "batch must be > 0"),
     (dict(batch=float("inf")), "batch must be finite"),
+    (dict(load_std=-2.0), "load_std must be >= 0"),
     (dict(coeffs=GOOD), "StepCoefficients"),
+    (dict(objective=InstancePrices()), "Objective"),
 ])
 def test_bad_operating_points_are_rejected(kwargs, fragment):
     args = dict(coeffs=StepCoefficients(**GOOD), theta=500.0, batch=64)
     args.update(kwargs)
     with pytest.raises(AfdInputError, match=fragment):
-        mean_field_ratio(**args)
+        OperatingPoint(**args)
+
+
+def test_operating_point_floats_are_keyword_only():
+    with pytest.raises(TypeError, match="positional"):
+        OperatingPoint(StepCoefficients(**GOOD), 500.0, 64)  # positional floats are refused
+    with pytest.raises(AfdInputError, match="point must be an afdlib.model.OperatingPoint"):
+        mean_field_ratio(StepCoefficients(**GOOD))
 
 
 @pytest.mark.parametrize("ratio", [0.0, -1.0, float("nan"), [1.0, 0.0]])
 def test_bad_ratios_are_rejected(ratio):
     with pytest.raises(AfdInputError, match="ratio must be"):
-        throughput_mean_field(StepCoefficients(**GOOD), 500.0, 64, ratio)
+        throughput_mean_field(pt(StepCoefficients(**GOOD), 500.0, 64), ratio)
 
 
 def test_bad_prices_and_ranges_are_rejected():
@@ -293,7 +309,7 @@ def test_bad_prices_and_ranges_are_rejected():
     with pytest.raises(AfdInputError, match="attention price must be finite"):
         InstancePrices(float("nan"), 1.0)
     with pytest.raises(AfdInputError, match="max_ratio must be >= 1"):
-        best_integer_mean_field(StepCoefficients(**GOOD), 500.0, 64, 0)
+        best_integer_mean_field(pt(StepCoefficients(**GOOD), 500.0, 64), max_ratio=0)
     with pytest.raises(AfdInputError, match="need lo < hi"):
         maximize_ratio(lambda r: r, 2.0, 1.0)
 
@@ -301,4 +317,34 @@ def test_bad_prices_and_ranges_are_rejected():
 def test_a_step_that_vanishes_at_zero_ratio_has_no_optimum():
     coeffs = StepCoefficients(alpha_A=1e-8, beta_A=0.0, alpha_F=1e-6, beta_F=0.0)
     with pytest.raises(AfdInputError, match="no maximum at a positive ratio"):
-        mean_field_ratio(coeffs, 0.0, 16)
+        mean_field_ratio(pt(coeffs, 0.0, 16))
+
+
+# ---------------------------------------------------------------------------
+# The two communication crossings, and the regime switch in theta
+# ---------------------------------------------------------------------------
+
+
+def test_the_two_communication_crossings_have_their_own_names():
+    c_b = _rb(comm_scales_with="B")
+    opt = mean_field_ratio(pt(c_b, 800.0, 128))
+    t_c = c_b.alpha_C * 128 + c_b.beta_C
+    assert opt.r_FC == pytest.approx((t_c - c_b.beta_F) / (c_b.alpha_F * 128), rel=1e-12)
+    assert math.isnan(opt.r_CA) and opt.r_C == opt.r_FC
+    c_rb = _rb(alpha_C=4e-6, beta_C=1e-4, beta_F=1e-4)
+    opt = mean_field_ratio(pt(c_rb, 20000.0, 64))
+    t_a = c_rb.alpha_A * 64 * 20000.0 + c_rb.beta_A
+    assert opt.r_CA == pytest.approx((t_a - c_rb.beta_C) / (c_rb.alpha_C * 64), rel=1e-12)
+    assert math.isnan(opt.r_FC) and opt.r_C == opt.r_CA
+
+
+@pytest.mark.parametrize("batch", [32, 256])
+def test_attention_bound_theta_is_where_the_regime_switches(batch):
+    coeffs = StepCoefficients(alpha_A=2.5e-8, beta_A=1.0e-3, alpha_F=2.0e-6, beta_F=1.6e-2,
+                              alpha_C=2.0e-7, beta_C=1.0e-3)
+    switch = attention_bound_theta(pt(coeffs, 0.0, batch))
+    # by hand: r_A(theta) = r_peak  <=>  alpha_A B theta + beta_A = beta_F + sqrt(alpha_F B beta_F)
+    by_hand = (1.6e-2 - 1.0e-3 + math.sqrt(2.0e-6 * batch * 1.6e-2)) / (2.5e-8 * batch)
+    assert switch == pytest.approx(by_hand, rel=1e-12)
+    assert mean_field_ratio(pt(coeffs, switch * (1 - 1e-6), batch)).regime == "ffn"
+    assert mean_field_ratio(pt(coeffs, switch * (1 + 1e-6), batch)).regime == "attention"

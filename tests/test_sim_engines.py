@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from afdlib.costs import StepCoefficients
 from afdlib.errors import AfdInputError
+from afdlib.model import InstanceGPUs, InstancePrices, Objective, OperatingPoint, StepCoefficients
 from afdlib.sim import (
     Bundle,
     autocorrelation_time,
@@ -204,26 +204,55 @@ def test_pipeline_pays_for_shallow_depth_and_for_per_microbatch_intercepts():
 # ---------------------------------------------------------------------------
 
 
+def point(*, batch, objective=None):
+    """An operating point of the test coefficients (theta and load_std: the simulator's
+    business is the workload, so they are not used)."""
+    return OperatingPoint(coeffs=COEFFS, theta=load_stats(GEO).theta, batch=batch,
+                          objective=objective or Objective())
+
+
 def test_sweep_finds_the_closed_form_best_ratio_without_randomness():
     w = IndependentLengths(Deterministic(300), Deterministic(1))
-    res = sweep(w, 16, COEFFS, range(1, 21), steps=20)
+    res = sweep(w, point(batch=16), range(1, 21), steps=20)
     t_a = COEFFS.alpha_A * 16 * 300 + COEFFS.beta_A
-    closed = [r * 16 / ((r + 1) * max(t_a, float(COEFFS.comm_time(r, 16)),
-                                      float(COEFFS.ffn_time(r, 16)))) for r in range(1, 21)]
+    closed = [r * 16 / ((r + 1) * max(t_a, float(COEFFS.comm_time(batch=16, ratio=r)),
+                                      float(COEFFS.ffn_time(batch=16, ratio=r)))) for r in range(1, 21)]
     np.testing.assert_allclose(res.throughput, closed, rtol=1e-12)
     assert res.best_ratio == 1 + int(np.argmax(closed))
     rows = res.rows()
     assert [row["ratio"] for row in rows] == list(range(1, 21))
 
 
+@pytest.mark.parametrize("objective, weights", [
+    (Objective(prices=InstancePrices(attention=1.0, ffn=4.0)), (1.0, 4.0)),
+    (Objective(kind="gpu", gpus=InstanceGPUs(attention=2, ffn=8)), (2.0, 8.0)),
+    (Objective(kind="instance", prices=InstancePrices(1.0, 4.0)), (1.0, 1.0)),
+])
+def test_the_simulator_reports_the_rules_objective(objective, weights):
+    # a deterministic bundle (every slot a one-step request of 300 tokens): the step time is
+    # known exactly, so the reported objective can be written out by hand
+    w = IndependentLengths(Deterministic(300), Deterministic(1))
+    res = sweep(w, point(batch=16, objective=objective), range(1, 21), steps=20)
+    t_a = COEFFS.alpha_A * 16 * 300 + COEFFS.beta_A
+    tau = np.array([max(t_a, COEFFS.alpha_C * 16 + COEFFS.beta_C,
+                        COEFFS.alpha_F * r * 16 + COEFFS.beta_F) for r in range(1, 21)])
+    r = np.arange(1, 21)
+    w_a, w_f = weights
+    np.testing.assert_allclose(res.throughput, r * 16 / ((w_a * r + w_f) * tau), rtol=1e-12)
+    np.testing.assert_allclose(res.throughput_per_instance, r * 16 / ((r + 1) * tau),
+                               rtol=1e-12)
+    assert res.best_ratio == 1 + int(np.argmax(r * 16 / ((w_a * r + w_f) * tau)))
+    assert res.results[0].throughput_unit == objective.unit
+
+
 def test_sweep_uses_common_random_numbers_and_draws_progress_only_when_asked():
     stream = io.StringIO()
-    res = sweep(GEO, 16, COEFFS, [3, 1, 2, 2], steps=500, seed=3, progress=True,
+    res = sweep(GEO, point(batch=16), [3, 1, 2, 2], steps=500, seed=3, progress=True,
                 stream=stream)
     assert res.ratios.tolist() == [1, 2, 3]
     assert "3/3" in stream.getvalue()
     quiet = io.StringIO()
-    sweep(GEO, 16, COEFFS, [1, 2], steps=200, stream=quiet, progress=None)  # not a TTY
+    sweep(GEO, point(batch=16), [1, 2], steps=200, stream=quiet, progress=None)  # not a TTY
     assert quiet.getvalue() == ""
     # worker 0 of every ratio sees the same requests
     one = simulate_step(GEO, Bundle(1, 16, COEFFS), steps=500, seed=3, record=True)
@@ -273,7 +302,7 @@ def test_run_length_for_a_precision_scales_like_one_over_the_square():
     half = res.relative_halfwidth
     assert res.steps_for_precision(half) == pytest.approx(4000, rel=1e-6)
     assert res.steps_for_precision(half / 2) == pytest.approx(16000, rel=1e-6)
-    with pytest.raises(AfdInputError):
+    with pytest.raises(AfdInputError, match="relative_halfwidth must be > 0"):
         res.steps_for_precision(0)
 
 
@@ -298,9 +327,9 @@ BAD_CALLS = [
     (lambda: simulate_pipeline(GEO, Bundle(2, 8, COEFFS), intercepts="none"), "intercepts"),
     (lambda: simulate(GEO, Bundle(2, 8, COEFFS), engine="warp"), "engine"),
     (lambda: simulate_reference(GEO, Bundle(2, 8, COEFFS), steps=0), "steps"),
-    (lambda: sweep(GEO, 8, COEFFS, []), "no ratios"),
-    (lambda: sweep(GEO, 8, COEFFS, [0, 1]), "ratio"),
-    (lambda: sweep(GEO, 8, COEFFS, [1], seed=np.random.default_rng(1)), "seed"),
+    (lambda: sweep(GEO, point(batch=8), []), "no ratios"),
+    (lambda: sweep(GEO, point(batch=8), [0, 1]), "ratio"),
+    (lambda: sweep(GEO, point(batch=8), [1], seed=np.random.default_rng(1)), "seed"),
 ]
 
 

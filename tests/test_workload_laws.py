@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from afdlib.cli.laws import parse_length_law
 from afdlib.errors import AfdInputError
 from afdlib.workload import (
     Deterministic,
@@ -13,7 +14,6 @@ from afdlib.workload import (
     Geometric,
     Mixture,
     Uniform,
-    parse_length_law,
 )
 
 LAWS = [

@@ -7,16 +7,17 @@ shown unless ``AFD_DEBUG=1`` is set.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
+from afdlib.cli import provision, simulate, theta
 from afdlib.cli._common import CliError, OneLineParser
+from afdlib.errors import AfdInputError
 
 __all__ = ["main"]
 
 # Each module defines ``register(subparsers)``; order is the order of ``afd --help``.
-_COMMAND_MODULES = ("theta", "provision", "simulate")
+_COMMAND_MODULES = (theta, provision, simulate)
 
 
 def build_parser() -> OneLineParser:
@@ -30,20 +31,25 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--version", action="version", version=f"afd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"afdlib.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"afdlib.cli.{name}":
-                continue  # a subcommand not built yet
-            raise
+    for module in _COMMAND_MODULES:
         module.register(sub)
     return parser
+
+
+def _option_message(exc: AfdInputError, args) -> str:
+    """The library's message, prefixed with ``--option:`` when the parameter it names is
+    one of the command's options (the library checks; the command line says which flag)."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    name = getattr(exc, "parameter", None)
+    if name and args is not None and hasattr(args, name) and not message.startswith("--"):
+        return f"--{name.replace('_', '-')}: {message}"
+    return message
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``afd`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)
@@ -55,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"afd: error: {exc}", file=sys.stderr)
         return exc.status
+    except AfdInputError as exc:
+        if os.environ.get("AFD_DEBUG"):
+            raise
+        print(f"afd: error: {_option_message(exc, args)}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as exc:
         if os.environ.get("AFD_DEBUG"):
             raise

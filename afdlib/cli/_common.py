@@ -10,7 +10,9 @@ import sys
 from afdlib.errors import AfdInputError
 
 __all__ = ["CliError", "OneLineParser", "emit_json", "add_trace_arguments", "positive_int",
-           "non_negative_int", "int_at_least", "float_at_least", "finite_float"]
+           "non_negative_int", "int_at_least", "float_at_least", "finite_float",
+           "load_trace_requests", "add_workload_arguments", "resolve_workload",
+           "add_coefficient_arguments", "resolve_coefficients"]
 
 
 class CliError(Exception):
@@ -140,7 +142,8 @@ def resolve_workload(args):
     workload : afdlib.workload.JointLengths or IndependentLengths
     description : str
     """
-    from afdlib.workload import IndependentLengths, parse_length_law
+    from afdlib.cli.laws import parse_length_law
+    from afdlib.workload import IndependentLengths
 
     have_laws = args.prompt is not None or args.decode is not None
     if args.trace is not None and have_laws:
@@ -182,9 +185,6 @@ def resolve_coefficients(args, **operating_point):
     if args.model is None or args.hardware is None:
         raise CliError("give step-time coefficients: --coeffs FILE.json, or both --model NAME "
                        "and --hardware NAME")
-    from afdlib import costs
+    from afdlib.costs import preset_coefficients
 
-    builder = getattr(costs, "preset_coefficients", None)
-    if builder is None:
-        raise CliError("model/hardware presets are not available in this version; use --coeffs")
-    return builder(args.model, args.hardware, **operating_point)
+    return preset_coefficients(args.model, args.hardware, **operating_point)

@@ -65,13 +65,15 @@ def _workload(args):
 
 def run(args) -> int:
     """Compute and print the provisioning result."""
-    from afdlib.provision import InstancePrices, provision
+    from afdlib.model import InstancePrices, Objective, OperatingPoint
+    from afdlib.provision import provision
 
     theta, load_std, source, requests = _workload(args)
     coeffs = resolve_coefficients(args, batch=args.batch, theta=theta)
     prices = InstancePrices(attention=args.price_attention, ffn=args.price_ffn)
-    result = provision(coeffs, theta, load_std, args.batch, max_ratio=args.max_ratio,
-                       prices=prices)
+    point = OperatingPoint(coeffs=coeffs, theta=theta, load_std=load_std, batch=args.batch,
+                           objective=Objective(prices=prices))
+    result = provision(point, max_ratio=args.max_ratio)
     out = result.to_dict()
     out["workload"] = source
     exact = None
@@ -79,19 +81,26 @@ def run(args) -> int:
         # with the trace at hand, the barrier with the exact worker-load law as well
         from afdlib.provision.exact import exact_ratio, worker_load_law
 
-        exact = exact_ratio(coeffs, worker_load_law(requests, args.batch), result.max_ratio,
-                            prices)
+        exact = exact_ratio(point, worker_load_law(requests, args.batch),
+                            max_ratio=result.max_ratio)
         out["r_int_exact"] = exact.r_int
         for r, lam in zip(exact.ratios, exact.throughputs, strict=True):
             out["throughput_per_instance"][str(int(r))]["exact"] = float(lam)
     if args.json:
         emit_json(out)
         return 0
+    _print_summary(source, point, result, exact)
+    _print_table(result, exact, out["throughput_unit"])
+    return 0
+
+
+def _print_summary(source, point, result, exact) -> None:
+    """The closed forms, the optima and the best integers, one line each."""
     mf = result.mean_field
-    unit = out["throughput_unit"]
-    print(f"workload        {source}: theta {theta:.2f} tokens, load std {load_std:.2f} tokens")
-    print(f"batch           {args.batch} slots per Attention worker; communication scales "
-          f"with {coeffs.comm_scales_with}")
+    print(f"workload        {source}: theta {point.theta:.2f} tokens, load std "
+          f"{point.load_std:.2f} tokens")
+    print(f"batch           {point.batch} slots per Attention worker; communication scales "
+          f"with {point.coeffs.comm_scales_with}")
     print(f"r_A, r_C        {mf.r_A:.3f}, {mf.r_C:.3f}")
     print(f"r_peak          {mf.r_peak:.3f}")
     print(f"r* (closed)     {mf.r_star:.4f}  = {mf.formula}, {mf.regime}-bound regime "
@@ -101,11 +110,13 @@ def run(args) -> int:
           f"{result.barrier.r_int}"
           + (f", exact-load barrier {exact.r_int}" if exact is not None else "")
           + f"  (ratios 1..{result.max_ratio})")
-    lo = max(1, min(result.r_int_mean_field, result.barrier.r_int) - 3)
-    hi = min(result.max_ratio, max(result.r_int_mean_field, result.barrier.r_int) + 3)
-    if exact is not None:
-        lo = max(1, min(lo, exact.r_int - 3))
-        hi = min(result.max_ratio, max(hi, exact.r_int + 3))
+
+
+def _print_table(result, exact, unit: str) -> None:
+    """The objective of each rule at the ratios around the best integers."""
+    best = [result.r_int_mean_field, result.barrier.r_int]
+    best += [exact.r_int] if exact is not None else []
+    lo, hi = max(1, min(best) - 3), min(result.max_ratio, max(best) + 3)
     print(f"{'ratio':>7} {'mean field':>14} {'barrier':>14}"
           + (f" {'exact load':>14}" if exact is not None else "") + f"   ({unit})")
     for r in range(lo, hi + 1):
@@ -119,4 +130,3 @@ def run(args) -> int:
         extra = f" {exact.throughputs[r - 1]:>14.1f}" if exact is not None else ""
         print(f"{r:>7} {result.throughput_mean_field[r - 1]:>14.1f} "
               f"{result.throughput_barrier[r - 1]:>14.1f}{extra}   {', '.join(mark)}")
-    return 0

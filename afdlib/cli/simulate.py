@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from afdlib.cli._common import (
-    CliError,
     add_coefficient_arguments,
     add_workload_arguments,
     emit_json,
@@ -15,6 +14,9 @@ from afdlib.cli._common import (
     resolve_coefficients,
     resolve_workload,
 )
+from afdlib.model import INTERCEPTS
+from afdlib.sim.bundle import INITS
+from afdlib.sim.sweep import ENGINES
 
 MAX_SWEEP_RATIO = 4096
 
@@ -48,16 +50,15 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="leading steps left out of the statistics (default: 0)")
     p.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
                    help="random seed (default: 0)")
-    p.add_argument("--engine", choices=("step", "pipeline"), default="step",
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
                    help="synchronized steps (default) or microbatch pipeline")
-    p.add_argument("--init", choices=("stationary", "cold"), default="stationary",
+    p.add_argument("--init", choices=INITS, default=INITS[0],
                    help="slots start in the stationary state (default) or all fresh")
     p.add_argument("--replay", action="store_true",
                    help="hand out the trace's rows in order instead of resampling them")
     p.add_argument("--microbatches", type=positive_int, default=2, metavar="M",
                    help="microbatches per Attention worker, pipeline engine (default: 2)")
-    p.add_argument("--intercepts", choices=("per_microbatch", "per_step"),
-                   default="per_microbatch",
+    p.add_argument("--intercepts", choices=INTERCEPTS, default=INTERCEPTS[0],
                    help="pipeline engine: each microbatch pays the full intercepts "
                         "(default) or 1/M of them")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -92,26 +93,21 @@ def register(subparsers) -> None:
 
 
 def _setup(args):
-    from afdlib.workload import JointLengths, load_stats
+    """Workload, coefficients and run options; the simulator checks them (its errors name
+    the parameter, which the command line turns into the option)."""
+    from afdlib.model import OperatingPoint
+    from afdlib.workload import load_stats
 
     workload, description = resolve_workload(args)
-    if args.replay and not isinstance(workload, JointLengths):
-        raise CliError("--replay needs --trace (a length law has no order to replay)")
-    if args.warmup >= args.steps:
-        raise CliError(f"--warmup ({args.warmup}) must be smaller than --steps ({args.steps})")
-    if args.engine == "pipeline":
-        if args.microbatches < 2:
-            raise CliError(f"--microbatches must be >= 2, got {args.microbatches}")
-        if args.microbatches > args.batch:
-            raise CliError(f"--microbatches ({args.microbatches}) must be <= --batch "
-                           f"({args.batch})")
-    theta = load_stats(workload).theta
-    coeffs = resolve_coefficients(args, batch=args.batch, theta=theta)
+    stats = load_stats(workload)
+    coeffs = resolve_coefficients(args, batch=args.batch, theta=stats.theta)
+    point = OperatingPoint(coeffs=coeffs, theta=stats.theta, load_std=stats.load_std,
+                           batch=args.batch)
     options = dict(steps=args.steps, warmup=args.warmup, seed=args.seed, init=args.init,
                    replay=args.replay, engine=args.engine)
     if args.engine == "pipeline":
         options.update(microbatches=args.microbatches, intercepts=args.intercepts)
-    return workload, description, theta, coeffs, options
+    return workload, description, point, options
 
 
 def _header(args, description, theta) -> dict:
@@ -127,8 +123,9 @@ def run_simulate(args) -> int:
     """Simulate one bundle and print the summary."""
     from afdlib.sim import Bundle, simulate
 
-    workload, description, theta, coeffs, options = _setup(args)
-    res = simulate(workload, Bundle(args.ratio, args.batch, coeffs), **options)
+    workload, description, point, options = _setup(args)
+    theta = point.theta
+    res = simulate(workload, Bundle.at(point, args.ratio), **options)
     out = _header(args, description, theta)
     out.update({
         "ratio": args.ratio,
@@ -171,9 +168,10 @@ def run_sweep(args) -> int:
     """Sweep the ratios and print the table and the best ratio."""
     from afdlib.sim import sweep
 
-    workload, description, theta, coeffs, options = _setup(args)
+    workload, description, point, options = _setup(args)
+    theta = point.theta
     engine = options.pop("engine")
-    result = sweep(workload, args.batch, coeffs, args.ratios, engine=engine,
+    result = sweep(workload, point, args.ratios, engine=engine,
                    progress=args.progress, stream=sys.stderr, **options)
     out = _header(args, description, theta)
     out.update({"steps": args.steps, "warmup": args.warmup,

@@ -1,8 +1,10 @@
 """Step-time models: the linear coefficients the provisioning rules use, and where they come from.
 
-Data flows workload -> **costs** -> provision -> sim. This package owns
+Data flows workload -> model -> **costs** -> provision -> sim. The step model itself
+(:class:`afdlib.model.StepCoefficients`, stage and step times, the objective) is
+:mod:`afdlib.model`'s; this package produces its coefficients and owns
 
-* the linear step-time model (:class:`StepCoefficients` and its JSON file);
+* the coefficient file (:func:`load_coefficients`, :func:`save_coefficients`);
 * model and hardware specifications (:mod:`afdlib.costs.specs`) and their presets
   (:mod:`afdlib.costs.presets`, files in ``data/``);
 * the roofline derivation of the coefficients (:mod:`afdlib.costs.roofline`);
@@ -35,6 +37,7 @@ from afdlib.costs.presets import (
                               model_names,
                               parse_hardware,
                               preset_coefficients,
+                              preset_dir,
 )
 from afdlib.costs.roofline import Efficiency, attention_roofline, comm_roofline, ffn_roofline_time
 from afdlib.costs.specs import Deployment, GPUSpec, ModelSpec
@@ -48,5 +51,5 @@ __all__ = [
     "KVFeasibility", "kv_feasibility", "max_feasible_batch",
     "DEFAULT_BATCH", "DEFAULT_THETA", "BundleCurves", "PresetResult", "build_preset",
     "bundle_curves", "hardware_names", "load_gpu", "load_model", "model_names",
-    "parse_hardware", "preset_coefficients",
+    "parse_hardware", "preset_coefficients", "preset_dir",
 ]

@@ -15,25 +15,37 @@ at least :data:`ATTENTION_REGION` ``min_batch`` requests per GPU and ``min_conte
 expert can be touched); DeepEP on all measured token counts.
 
 :func:`fit_all` recomputes everything from the tables (``scripts/fit_kerneldb.py`` writes
-it to ``data/fits/kerneldb_fits.json``); :func:`load_fits` reads the committed numbers, so
-presets work without the tables.
+it to ``data/fits/kerneldb_fits.json``); :func:`load_fits` reads the committed file's JSON
+objects, so presets work without the tables. Code that *uses* the fits reads them typed:
+:func:`read_fit_table` gives a :class:`FitTable` of :class:`AttentionFit`, :class:`MoEFit`
+and :class:`CommFit` entries (:func:`fit_entry` converts one JSON object).
+
+A configuration without measurements is skipped by :func:`fit_all` on a
+:class:`afdlib.errors.MissingMeasurement` (or a missing table file), never on the text of
+an error message.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from afdlib.costs import kerneldb
-from afdlib.costs.fit import fit_linear, fit_plateau_line
+from afdlib.costs.fit import FitQuality, fit_linear, fit_plateau_line
 from afdlib.costs.specs import ModelSpec
-from afdlib.errors import AfdInputError
+from afdlib.errors import AfdInputError, MissingMeasurement
 
-__all__ = ["ATTENTION_REGION", "LINE_MIN_TOKENS", "FITS_FILE", "fit_attention_entry",
+__all__ = ["ATTENTION_REGION", "LINE_MIN_TOKENS", "FITS_FILE", "ROLES", "fit_attention_entry",
            "fit_moe_entry", "fit_comm_entry", "fit_all", "load_fits", "find_fit",
-           "attention_tp_options", "moe_ep_options"]
+           "attention_tp_options", "moe_ep_options", "LineFit", "AttentionFit", "MoEFit",
+           "CommFit", "FitEntry", "FitTable", "fit_entry", "read_fit_table",
+           "is_missing_measurement"]
+
+#: The roles of a step whose kernels are fitted.
+ROLES = ("attention", "ffn", "comm")
 
 ATTENTION_REGION = {"min_batch": 8, "min_context": 128, "max_context": 32768}
 #: Lower end of the one-line MoE fit (the line the README of the tables says holds there).
@@ -109,12 +121,20 @@ def fit_comm_entry(system: str, model: ModelSpec, *, root=None) -> dict:
     }
 
 
+def is_missing_measurement(exc: BaseException) -> bool:
+    """True if ``exc`` says that a configuration has no measurement: a
+    :class:`~afdlib.errors.MissingMeasurement`, or an input error raised while a kernel
+    table file did not exist (its context is the ``FileNotFoundError``)."""
+    return isinstance(exc, MissingMeasurement) or (
+        isinstance(exc, AfdInputError) and isinstance(exc.__context__, FileNotFoundError))
+
+
 def _if_measured(fit, *args, **kwargs) -> list[dict]:
     """``[fit(...)]``, or ``[]`` when the tables hold no measurement for that configuration."""
     try:
         return [fit(*args, **kwargs)]
     except AfdInputError as exc:
-        if "no measured" not in str(exc) and "no such kernel table" not in str(exc):
+        if not is_missing_measurement(exc):
             raise
         return []
 
@@ -175,3 +195,237 @@ def find_fit(fits: list[dict], role: str, system: str, model: str, **config) -> 
                 all(e.get(k) == v for k, v in config.items()):
             return e
     return None
+
+
+# ---------------------------------------------------------------------------
+# Typed entries
+# ---------------------------------------------------------------------------
+
+
+def _quality_of(data: dict) -> FitQuality:
+    return FitQuality(r2=float(data["r2"]), mean_rel_err=float(data["mean_rel_err"]),
+                      max_rel_err=float(data["max_rel_err"]), n=int(data["n"]))
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """A one-line fit ``t = beta + alpha x`` next to a better form.
+
+    Attributes
+    ----------
+    alpha : float
+        Slope (s per token).
+    beta : float
+        Intercept (s).
+    quality : FitQuality
+    min_tokens : float or None
+        Lower end of the fitted region (MoE: tokens entering the group), if any.
+    """
+
+    alpha: float
+    beta: float
+    quality: FitQuality
+    min_tokens: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Entry:
+    """Fields every committed fit has (see the subclasses).
+
+    Attributes
+    ----------
+    system, model : str
+        Kernel-table system (e.g. ``"h200_sxm"``) and model preset name.
+    table : str
+        Source table.
+    config : dict
+        The filter that selected the rows.
+    region : dict
+        The fitted region.
+    form : str
+        The fitted form, in words.
+    """
+
+    system: str
+    model: str
+    table: str
+    config: dict = field(compare=False)
+    region: dict = field(compare=False)
+    form: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionFit(_Entry):
+    """Decode attention per layer and GPU: ``t = beta + alpha T + gamma B`` (seconds).
+
+    Attributes
+    ----------
+    system, model, table, config, region, form : str, str, str, dict, dict, str
+        As every entry (see ``_Entry``): system, model, table, row filter, region, form.
+    tp : int
+        Tensor-parallel size the GPU's share of heads corresponds to.
+    alpha : float
+        Per KV token read (s/token).
+    gamma : float
+        Per request (s/request).
+    beta : float
+        Intercept (s).
+    quality : FitQuality
+    one_line : LineFit
+        ``beta + alpha T`` on the same points.
+    """
+
+    tp: int
+    alpha: float
+    gamma: float
+    beta: float
+    quality: FitQuality
+    one_line: LineFit
+    role = "attention"
+
+    @property
+    def includes_projections(self) -> bool:
+        """Whether the measured op covers the Q/KV/O projections (the MLA module table)."""
+        return bool(self.config.get("includes_projections", False))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MoEFit(_Entry):
+    """Routed experts of one MoE layer on the busiest GPU of an EP group:
+    ``t = max(plateau, slope N + intercept)`` (seconds, N tokens entering the group).
+
+    Attributes
+    ----------
+    system, model, table, config, region, form : str, str, str, dict, dict, str
+        As every entry (see ``_Entry``): system, model, table, row filter, region, form.
+    ep : int
+        Expert-parallel group size.
+    plateau : float
+        Weight-streaming time (s).
+    slope : float
+        Compute time per token (s/token).
+    intercept : float
+        Intercept of the compute line (s).
+    quality : FitQuality
+    one_line : LineFit
+        The single line fitted above :data:`LINE_MIN_TOKENS` tokens.
+    """
+
+    ep: int
+    plateau: float
+    slope: float
+    intercept: float
+    quality: FitQuality
+    one_line: LineFit
+    role = "ffn"
+
+    @property
+    def knee(self) -> float:
+        """Tokens where the compute line meets the plateau."""
+        return (self.plateau - self.intercept) / self.slope
+
+    @property
+    def min_tokens(self) -> float:
+        """Lower end of the fitted region (every local expert can be touched)."""
+        return float(self.region["min_tokens"])
+
+    def time(self, tokens) -> np.ndarray:
+        """The fitted form at ``tokens`` (s per layer)."""
+        return np.maximum(self.plateau, self.slope * np.asarray(tokens, float) + self.intercept)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommFit(_Entry):
+    """DeepEP low-latency dispatch + combine per layer: ``t = beta + alpha x`` (seconds, x
+    tokens per rank).
+
+    Attributes
+    ----------
+    system, model, table, config, region, form : str, str, str, dict, dict, str
+        As every entry (see ``_Entry``): system, model, table, row filter, region, form.
+    alpha : float
+        Per token per rank (s/token).
+    beta : float
+        Intercept, the latency (s).
+    quality : FitQuality
+    """
+
+    alpha: float
+    beta: float
+    quality: FitQuality
+    role = "comm"
+
+
+FitEntry = AttentionFit | MoEFit | CommFit
+
+
+def fit_entry(data: dict, *, source: str = "fit") -> FitEntry:
+    """The typed entry of one committed-file JSON object (``role`` picks the class).
+
+    Raises
+    ------
+    AfdInputError
+        Naming the missing or bad field.
+    """
+    try:
+        common = dict(system=data["system"], model=data["model"], table=data["table"],
+                      config=dict(data.get("config", {})), region=dict(data.get("region", {})),
+                      form=data.get("form", ""))
+        role = data["role"]
+        if role == "attention":
+            one = data["one_line"]
+            return AttentionFit(**common, tp=int(data["tp"]), alpha=float(data["alpha"]),
+                                gamma=float(data["gamma"]), beta=float(data["beta"]),
+                                quality=_quality_of(data["quality"]),
+                                one_line=LineFit(float(one["alpha"]), float(one["beta"]),
+                                                 _quality_of(one["quality"])))
+        if role == "ffn":
+            one = data["one_line"]
+            return MoEFit(**common, ep=int(data["ep"]), plateau=float(data["plateau"]),
+                          slope=float(data["slope"]), intercept=float(data["intercept"]),
+                          quality=_quality_of(data["quality"]),
+                          one_line=LineFit(float(one["alpha"]), float(one["beta"]),
+                                           _quality_of(one["quality"]),
+                                           float(one["min_tokens"])))
+        if role == "comm":
+            return CommFit(**common, alpha=float(data["alpha"]), beta=float(data["beta"]),
+                           quality=_quality_of(data["quality"]))
+    except KeyError as exc:
+        raise AfdInputError(f"{source}: missing field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise AfdInputError(f"{source}: bad field ({exc})") from None
+    raise AfdInputError(f"{source}: unknown role {data.get('role')!r} (known: "
+                        f"{', '.join(ROLES)})")
+
+
+@dataclass(frozen=True)
+class FitTable:
+    """The committed fits, typed.
+
+    Attributes
+    ----------
+    entries : tuple of AttentionFit, MoEFit or CommFit
+    """
+
+    entries: tuple = ()
+
+    def find(self, role: str, system: str, model: str, **config) -> FitEntry | None:
+        """The entry for a role, system, model and configuration (``tp=``, ``ep=``), or None."""
+        for e in self.entries:
+            if e.role == role and e.system == system and e.model == model and \
+                    all(getattr(e, k, None) == v for k, v in config.items()):
+                return e
+        return None
+
+
+def read_fit_table(path: str | Path) -> FitTable:
+    """The committed fit file at ``path`` as a :class:`FitTable`.
+
+    Raises
+    ------
+    AfdInputError
+        If the file is missing or an entry is malformed.
+    """
+    entries = load_fits(path)
+    return FitTable(tuple(fit_entry(e, source=f"{Path(path).name}: fit {i}")
+                          for i, e in enumerate(entries)))

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from afdlib.costs.roofline import _kv_split, _weight_split
+from afdlib.costs.roofline import kv_split, weight_split
 from afdlib.costs.specs import Deployment, GPUSpec, ModelSpec
-from afdlib.errors import AfdInputError
+from afdlib.errors import AfdInputError, DoesNotFit
+from afdlib.validate import check_int, check_number
 
 __all__ = ["DEFAULT_RESERVE", "KVFeasibility", "kv_feasibility", "max_feasible_batch",
            "smallest_attention_instance", "smallest_ffn_instance"]
@@ -26,14 +27,6 @@ __all__ = ["DEFAULT_RESERVE", "KVFeasibility", "kv_feasibility", "max_feasible_b
 #: assumption; AIConfigurator budgets about 3.5 GB plus NCCL buffers (~5 % of an H100).
 DEFAULT_RESERVE = 0.10
 _MAX_BATCH = 10_000_000
-
-
-def _check(name, value, *, positive=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise AfdInputError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise AfdInputError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -68,8 +61,8 @@ class KVFeasibility:
 
 
 def _per_gpu(model: ModelSpec, dep: Deployment):
-    weights = model.attention_weight_bytes / _weight_split(dep)
-    kv_per_token = model.kv_bytes_per_token / _kv_split(model, dep)
+    weights = model.attention_weight_bytes / weight_split(dep)
+    kv_per_token = model.kv_bytes_per_token / kv_split(model, dep)
     return weights, kv_per_token
 
 
@@ -107,14 +100,13 @@ def kv_feasibility(model: ModelSpec, dep: Deployment, batch: int, theta: float, 
     AfdInputError
         On a non-positive batch or theta, negative sigma or z, or a reserve outside [0, 1).
     """
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise AfdInputError(f"batch must be an integer >= 1, got {batch!r}")
-    theta = _check("theta", theta)
-    sigma = _check("sigma", sigma, positive=False)
-    z = _check("z", z, positive=False)
-    reserve = _check("reserve", reserve, positive=False)
+    batch = check_int("batch", batch, minimum=1)
+    theta = check_number("theta", theta, minimum=0.0, strict=True)
+    sigma = check_number("sigma", sigma, minimum=0.0)
+    z = check_number("z", z, minimum=0.0)
+    reserve = check_number("reserve", reserve, minimum=0.0)
     if reserve >= 1:
-        raise AfdInputError(f"reserve must be < 1, got {reserve}")
+        raise AfdInputError(f"reserve must be < 1, got {reserve}", parameter="reserve")
     weights, kv_per_token = _per_gpu(model, dep)
     usable = dep.attention_gpu.memory_bytes * (1.0 - reserve)
     kv = kv_per_token * _load(batch, theta, sigma, z)
@@ -167,7 +159,7 @@ def smallest_attention_instance(model: ModelSpec, gpu: GPUSpec, batch: int, thet
 
     Raises
     ------
-    AfdInputError
+    DoesNotFit
         If no instance of up to ``max_gpus`` GPUs holds them; the message gives the largest
         feasible B of the biggest instance tried.
     """
@@ -181,7 +173,7 @@ def smallest_attention_instance(model: ModelSpec, gpu: GPUSpec, batch: int, thet
         if last.fits:
             return n, parallel
         n *= 2
-    raise AfdInputError(
+    raise DoesNotFit(
         f"{batch} slots at theta = {theta:g} tokens do not fit an Attention instance of up to "
         f"{max_gpus} {gpu.name} GPUs for {model.name} (largest feasible B there: "
         f"{last.max_batch if last else 0})")
@@ -193,7 +185,7 @@ def smallest_ffn_instance(model: ModelSpec, gpu: GPUSpec, *, reserve: float = DE
 
     Raises
     ------
-    AfdInputError
+    DoesNotFit
         If even ``max_gpus`` GPUs (or one GPU per expert) cannot hold them.
     """
     usable = gpu.memory_bytes * (1.0 - reserve)
@@ -203,5 +195,5 @@ def smallest_ffn_instance(model: ModelSpec, gpu: GPUSpec, *, reserve: float = DE
         if model.ffn_weight_bytes / g <= usable:
             return g
         g *= 2
-    raise AfdInputError(f"the FFN weights of {model.name} ({model.ffn_weight_bytes / 1e9:.0f} GB) "
+    raise DoesNotFit(f"the FFN weights of {model.name} ({model.ffn_weight_bytes / 1e9:.0f} GB) "
                         f"do not fit {limit} {gpu.name} GPUs")

@@ -16,7 +16,6 @@ them at the operating point into the :class:`StepCoefficients` the closed-form r
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,9 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from afdlib.costs.coefficients import StepCoefficients
 from afdlib.costs.fit import FitQuality, linearize
-from afdlib.costs.measured import FITS_FILE, find_fit, load_fits
+from afdlib.costs.measured import (
+    FITS_FILE,
+    AttentionFit,
+    CommFit,
+    FitTable,
+    MoEFit,
+    read_fit_table,
+)
 from afdlib.costs.memory import (
     DEFAULT_RESERVE,
     KVFeasibility,
@@ -34,13 +39,31 @@ from afdlib.costs.memory import (
     smallest_attention_instance,
     smallest_ffn_instance,
 )
-from afdlib.costs.roofline import Efficiency, attention_roofline, comm_roofline, ffn_roofline_parts
+from afdlib.costs.roofline import (
+    AttentionRoofline,
+    Efficiency,
+    attention_roofline,
+    comm_roofline,
+    ffn_roofline_parts,
+    ffn_roofline_time,
+)
 from afdlib.costs.specs import Deployment, GPUSpec, ModelSpec, gpu_from_dict, model_from_dict
 from afdlib.errors import AfdInputError
+from afdlib.model import (
+    COMM_SCALINGS,
+    InstanceGPUs,
+    Objective,
+    StepCoefficients,
+    best_integer_ratio,
+    comm_tokens,
+    step_time,
+)
+from afdlib.validate import check_choice, check_int, check_number
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_THETA", "MAX_DEFAULT_RATIO", "data_dir", "model_names",
-           "hardware_names", "load_model", "load_gpu", "parse_hardware", "BundleCurves",
-           "bundle_curves", "PresetResult", "build_preset", "preset_coefficients"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_THETA", "MAX_DEFAULT_RATIO", "SOURCES", "preset_dir",
+           "model_names", "hardware_names", "load_model", "load_gpu", "parse_hardware",
+           "BundleCurves", "bundle_curves", "PresetResult", "build_preset",
+           "preset_coefficients"]
 
 #: Default slots per Attention instance: the paper's setting B = 256.
 DEFAULT_BATCH = 256
@@ -51,11 +74,16 @@ DEFAULT_THETA = 599.0
 MAX_DEFAULT_RATIO = 64
 #: The FFN linearization interval is widened until the FFN time rises this much across it.
 FFN_RISE = 0.05
+#: Where a preset's curves come from: measured fits where a table describes the GPU and the
+#: configuration, else the roofline (``"auto"``); or the roofline everywhere.
+SOURCES = ("auto", "roofline")
 _MAX_TOKENS = 1.0e7
 
 
-def data_dir() -> Path:
-    """Folder holding ``models/``, ``hardware/`` and ``fits/``.
+def preset_dir() -> Path:
+    """Folder holding the presets: ``models/``, ``hardware/`` and ``fits/``.
+
+    (Not :func:`afdlib.traces.data_dir`, the folder of local request traces.)
 
     Raises
     ------
@@ -70,8 +98,12 @@ def data_dir() -> Path:
                         "data/ folder with models/ and hardware/")
 
 
+#: Former name of :func:`preset_dir`, kept while tests/test_costs_kerneldb.py still uses it.
+data_dir = preset_dir
+
+
 def _names(kind: str) -> list[str]:
-    return sorted(p.stem for p in (data_dir() / kind).glob("*.json"))
+    return sorted(p.stem for p in (preset_dir() / kind).glob("*.json"))
 
 
 def model_names() -> list[str]:
@@ -103,7 +135,7 @@ def load_model(name: str) -> ModelSpec:
     known = model_names()
     if not isinstance(name, str) or name.lower() not in known:
         raise AfdInputError(f"unknown model {name!r}; known models: {', '.join(known)}")
-    path = data_dir() / "models" / f"{name.lower()}.json"
+    path = preset_dir() / "models" / f"{name.lower()}.json"
     return model_from_dict(_read_json(str(path)), source=path.name)
 
 
@@ -113,7 +145,7 @@ def load_gpu(name: str) -> GPUSpec:
     if not isinstance(name, str) or name.lower() not in known:
         raise AfdInputError(f"unknown hardware {name!r}; known hardware: {', '.join(known)} "
                             "(ATTN/FFN, e.g. h20/h800, for a heterogeneous bundle)")
-    path = data_dir() / "hardware" / f"{name.lower()}.json"
+    path = preset_dir() / "hardware" / f"{name.lower()}.json"
     return gpu_from_dict(_read_json(str(path)), source=path.name)
 
 
@@ -130,11 +162,11 @@ def parse_hardware(hardware: str) -> tuple[GPUSpec, GPUSpec]:
     raise AfdInputError(f"hardware must be NAME or ATTN_NAME/FFN_NAME, got {hardware!r}")
 
 
-def _fits() -> list[dict]:
-    path = data_dir() / "fits" / FITS_FILE
+def _fit_table() -> FitTable:
+    path = preset_dir() / "fits" / FITS_FILE
     if not path.exists():
-        return []
-    return load_fits(path)
+        return FitTable()
+    return read_fit_table(path)
 
 
 @dataclass(frozen=True)
@@ -146,11 +178,11 @@ class BundleCurves:
     model : ModelSpec
     deployment : Deployment
     attention : callable
-        ``attention(T, B)``: one Attention instance with B slots holding T tokens.
+        ``attention(T, batch=B)``: one Attention instance with B slots holding T tokens.
     ffn : callable
         ``ffn(N)``: the FFN instance on N aggregated tokens.
     comm : callable
-        ``comm(B, r)``: the Attention <-> FFN exchange of one step.
+        ``comm(batch=B, ratio=r)``: the Attention <-> FFN exchange of one step.
     comm_binding : callable
         ``comm_binding(r)`` -> ``"B"`` or ``"rB"``: which traffic binds at ratio r.
     provenance : dict
@@ -168,22 +200,182 @@ class BundleCurves:
     provenance: dict
     fits: dict = field(default_factory=dict)
 
-    def step_time(self, batch: int, theta: float, ratio) -> np.ndarray:
+    @property
+    def gpus(self) -> InstanceGPUs:
+        """GPUs of one Attention instance and of the FFN instance."""
+        return InstanceGPUs(attention=self.deployment.attention_gpus,
+                            ffn=self.deployment.ffn_gpus)
+
+    def step_time(self, *, batch: int, theta: float, ratio) -> np.ndarray:
         """Mean-field step time ``max(t_A(B theta), t_C, t_F(r B))`` (s), vectorized in r."""
         ratio = np.asarray(ratio, dtype=float)
-        t_a = self.attention(batch * theta, batch)
-        return np.maximum(np.maximum(t_a, self.comm(batch, ratio)), self.ffn(ratio * batch))
+        return step_time(self.attention(batch * theta, batch=batch),
+                         self.comm(batch=batch, ratio=ratio), self.ffn(ratio * batch))
 
-    def throughput(self, batch: int, theta: float, ratio) -> np.ndarray:
-        """Mean-field throughput per instance ``r B / ((r + 1) tau)`` (tokens/s)."""
+    def throughput(self, *, batch: int, theta: float, ratio,
+                   objective: Objective | None = None) -> np.ndarray:
+        """Mean-field objective of the curves (default: tokens/s per instance)."""
+        objective = objective if objective is not None else Objective()
         ratio = np.asarray(ratio, dtype=float)
-        return ratio * batch / ((ratio + 1.0) * self.step_time(batch, theta, ratio))
+        return objective.throughput(ratio, batch,
+                                    self.step_time(batch=batch, theta=theta, ratio=ratio))
+
+
+# ---------------------------------------------------------------------------
+# The curve of each role (callable dataclasses: measured fit plus roofline parts)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeasuredAttention:
+    """Attention of one instance from a measured fit (per layer, per GPU), all layers, plus
+    the roofline's output head (and projections, when the measured op lacks them).
+
+    Attributes
+    ----------
+    fit : AttentionFit
+    layers : int
+        Transformer blocks.
+    per_gpu : float
+        Share of the instance's tokens and requests one GPU sees (``1/n`` data parallel).
+    roofline : AttentionRoofline
+        For the output head and projections.
+    """
+
+    fit: AttentionFit
+    layers: int
+    per_gpu: float
+    roofline: AttentionRoofline
+
+    def __call__(self, load, *, batch):
+        f = self.fit
+        t = self.layers * (f.beta + f.alpha * self.per_gpu * np.asarray(load, float)
+                           + f.gamma * self.per_gpu * np.asarray(batch, float))
+        extra = self.roofline.head_time(batch)
+        if not f.includes_projections:
+            extra = extra + self.roofline.projection_time(batch)
+        return t + extra
+
+
+@dataclass(frozen=True)
+class MeasuredFFN:
+    """The FFN instance: measured routed experts of every MoE layer, roofline for the shared
+    experts and dense layers.
+
+    Attributes
+    ----------
+    fit : MoEFit
+    model : ModelSpec
+    deployment : Deployment
+    efficiency : Efficiency
+        For the roofline parts.
+    """
+
+    fit: MoEFit
+    model: ModelSpec
+    deployment: Deployment
+    efficiency: Efficiency
+
+    def __call__(self, tokens):
+        parts = ffn_roofline_parts(self.model, self.deployment, tokens, self.efficiency)
+        return self.model.moe_layers * self.fit.time(tokens) + parts["shared"] + parts["dense"]
+
+
+@dataclass(frozen=True)
+class RooflineFFN:
+    """The FFN instance from the roofline alone.
+
+    Attributes
+    ----------
+    model : ModelSpec
+    deployment : Deployment
+    efficiency : Efficiency
+    """
+
+    model: ModelSpec
+    deployment: Deployment
+    efficiency: Efficiency
+
+    def __call__(self, tokens):
+        return ffn_roofline_time(self.model, self.deployment, tokens, self.efficiency)
+
+
+@dataclass(frozen=True)
+class MeasuredComm:
+    """DeepEP dispatch + combine of every layer (one NVLink node): per-worker traffic.
+
+    Attributes
+    ----------
+    fit : CommFit
+    layers : int
+        Transformer blocks.
+    ranks : int
+        GPUs of the Attention instance the batch is spread over.
+    """
+
+    fit: CommFit
+    layers: int
+    ranks: int
+
+    def __call__(self, *, batch, ratio):
+        per_rank = np.asarray(batch, float) / self.ranks
+        return (self.layers * (self.fit.beta + self.fit.alpha * per_rank)
+                * np.ones_like(np.asarray(ratio, float)))
+
+    @staticmethod
+    def binding(ratio) -> str:
+        """Per-worker traffic binds at every ratio."""
+        return "B"
 
 
 def _measured_system(gpu: GPUSpec, role: str, source: str) -> str | None:
     if source == "roofline":
         return None
     return (gpu.measured or {}).get(role)
+
+
+def _attention_curve(model: ModelSpec, dep: Deployment, eff: Efficiency, fits: FitTable,
+                     source: str):
+    """``(curve, provenance, fit or None)`` of the Attention instance."""
+    roof = attention_roofline(model, dep, eff)
+    system = _measured_system(dep.attention_gpu, "attention", source)
+    tp = dep.attention_gpus if dep.attention_parallel == "tp" else 1
+    entry = fits.find("attention", system, model.name, tp=tp) if system else None
+    if entry is None:
+        return roof.time, "roofline", None
+    per_gpu = 1.0 / dep.attention_gpus if dep.attention_parallel == "dp" else 1.0  # share of T, B
+    curve = MeasuredAttention(entry, model.num_layers, per_gpu, roof)
+    text = (f"measured: {entry.system} {entry.table} (tp={tp}, "
+            f"{'with' if entry.includes_projections else 'plus roofline'} projections), "
+            "roofline output head")
+    return curve, text, entry
+
+
+def _ffn_curve(model: ModelSpec, dep: Deployment, eff: Efficiency, fits: FitTable, source: str):
+    """``(curve, provenance, fit or None)`` of the FFN instance."""
+    system = _measured_system(dep.ffn_gpu, "ffn", source)
+    entry = (fits.find("ffn", system, model.name, ep=dep.ffn_gpus)
+             if system and model.is_moe else None)
+    if entry is None:
+        return RooflineFFN(model, dep, eff), "roofline", None
+    text = (f"measured: {entry.system} moe_perf (ep={dep.ffn_gpus}) for routed experts; "
+            "roofline for shared experts and dense layers")
+    return MeasuredFFN(entry, model, dep, eff), text, entry
+
+
+def _comm_curve(model: ModelSpec, dep: Deployment, eff: Efficiency, fits: FitTable, source: str):
+    """``(curve, binding, provenance, fit or None)`` of the Attention <-> FFN exchange."""
+    roof = comm_roofline(model, dep, eff)
+    # DeepEP was measured inside one NVLink node: it describes an NVLink path only
+    system = _measured_system(dep.attention_gpu, "comm", source) if dep.link == "nvlink" else None
+    same = system is not None and system == _measured_system(dep.ffn_gpu, "comm", source)
+    entry = fits.find("comm", system, model.name) if same and model.is_moe else None
+    if entry is None:
+        return roof.time, roof.binding, f"roofline ({dep.link})", None
+    curve = MeasuredComm(entry, model.num_layers, dep.attention_gpus)
+    text = (f"measured: {entry.system} DeepEP low-latency dispatch + combine (one node), "
+            "every layer")
+    return curve, curve.binding, text, entry
 
 
 def bundle_curves(model: ModelSpec | str, hardware: str | tuple[GPUSpec, GPUSpec], *,
@@ -217,8 +409,7 @@ def bundle_curves(model: ModelSpec | str, hardware: str | tuple[GPUSpec, GPUSpec
     reserve : float
         Fraction of HBM kept free when sizing instances.
     """
-    if source not in ("auto", "roofline"):
-        raise AfdInputError(f"source must be 'auto' or 'roofline', got {source!r}")
+    check_choice("source", source, SOURCES)
     eff = efficiency if efficiency is not None else Efficiency()
     if isinstance(model, str):
         model = load_model(model)
@@ -231,86 +422,16 @@ def bundle_curves(model: ModelSpec | str, hardware: str | tuple[GPUSpec, GPUSpec
         ffn_gpus = smallest_ffn_instance(model, gpu_f, reserve=reserve)
     dep = Deployment(attention_gpu=gpu_a, ffn_gpu=gpu_f, attention_gpus=attention_gpus,
                      ffn_gpus=ffn_gpus, attention_parallel=parallel, link=link)
-    fits = _fits()
-    used = {}
-    prov = {}
-    layers = model.num_layers
-    n_a = dep.attention_gpus
-
-    # -- attention ---------------------------------------------------------------------
-    roof_a = attention_roofline(model, dep, eff)
-    sys_a = _measured_system(gpu_a, "attention", source)
-    tp = n_a if parallel == "tp" else 1
-    entry = find_fit(fits, "attention", sys_a, model.name, tp=tp) if sys_a else None
-    if entry is not None:
-        per_gpu = 1.0 / n_a if parallel == "dp" else 1.0  # share of T and B each GPU sees
-        a, g, b0 = entry["alpha"], entry["gamma"], entry["beta"]
-        with_proj = entry["config"].get("includes_projections", False)
-
-        def attention(load, batch_, a=a, g=g, b0=b0, with_proj=with_proj, per_gpu=per_gpu):
-            t = layers * (b0 + a * per_gpu * np.asarray(load, float)
-                          + g * per_gpu * np.asarray(batch_, float))
-            extra = roof_a.head_time(batch_)
-            if not with_proj:
-                extra = extra + roof_a.projection_time(batch_)
-            return t + extra
-
-        used["attention"] = entry
-        prov["attention"] = (f"measured: {entry['system']} {entry['table']} (tp={tp}, "
-                             f"{'with' if with_proj else 'plus roofline'} projections), "
-                             "roofline output head")
-    else:
-        attention = roof_a.time
-        prov["attention"] = "roofline"
-
-    # -- FFN ---------------------------------------------------------------------------
-    sys_f = _measured_system(gpu_f, "ffn", source)
-    entry = (find_fit(fits, "ffn", sys_f, model.name, ep=dep.ffn_gpus)
-             if sys_f and model.is_moe else None)
-    if entry is not None:
-        p, s, c = entry["plateau"], entry["slope"], entry["intercept"]
-
-        def ffn(tokens, p=p, s=s, c=c):
-            parts = ffn_roofline_parts(model, dep, tokens, eff)
-            routed = model.moe_layers * np.maximum(p, s * np.asarray(tokens, float) + c)
-            return routed + parts["shared"] + parts["dense"]
-
-        used["ffn"] = entry
-        prov["ffn"] = (f"measured: {entry['system']} moe_perf (ep={dep.ffn_gpus}) for routed "
-                       "experts; roofline for shared experts and dense layers")
-    else:
-        def ffn(tokens):
-            parts = ffn_roofline_parts(model, dep, tokens, eff)
-            return parts["routed"] + parts["shared"] + parts["dense"]
-
-        prov["ffn"] = "roofline"
-
-    # -- communication -----------------------------------------------------------------
-    roof_c = comm_roofline(model, dep, eff)
-    # DeepEP was measured inside one NVLink node: it describes an NVLink path only
-    sys_c = _measured_system(gpu_a, "comm", source) if dep.link == "nvlink" else None
-    same = sys_c is not None and sys_c == _measured_system(gpu_f, "comm", source)
-    entry = find_fit(fits, "comm", sys_c, model.name) if same and model.is_moe else None
-    if entry is not None:
-        a, b0 = entry["alpha"], entry["beta"]
-
-        def comm(batch_, ratio, a=a, b0=b0):
-            ratio = np.asarray(ratio, float)
-            per_rank = np.asarray(batch_, float) / n_a
-            return layers * (b0 + a * per_rank) * np.ones_like(ratio)
-
-        def binding(ratio):
-            return "B"
-
-        used["comm"] = entry
-        prov["comm"] = (f"measured: {entry['system']} DeepEP low-latency dispatch + combine "
-                        "(one node), every layer")
-    else:
-        comm = roof_c.time
-        binding = roof_c.binding
-        prov["comm"] = f"roofline ({dep.link})"
+    fits = _fit_table()
+    attention, prov_a, fit_a = _attention_curve(model, dep, eff, fits, source)
+    ffn, prov_f, fit_f = _ffn_curve(model, dep, eff, fits, source)
+    comm, binding, prov_c, fit_c = _comm_curve(model, dep, eff, fits, source)
+    used = {role: e for role, e in (("attention", fit_a), ("ffn", fit_f), ("comm", fit_c))
+            if e is not None}
     return BundleCurves(model=model, deployment=dep, attention=attention, ffn=ffn, comm=comm,
-                        comm_binding=binding, provenance=prov, fits=used)
+                        comm_binding=binding,
+                        provenance={"attention": prov_a, "ffn": prov_f, "comm": prov_c},
+                        fits=used)
 
 
 @dataclass(frozen=True)
@@ -321,8 +442,12 @@ class PresetResult:
     ----------
     coefficients : StepCoefficients
     curves : BundleCurves
-    batch, theta, ratio : float
-        The operating point (ratio: where the curves were linearized).
+    batch : int
+        Slots per Attention instance B.
+    theta : float
+        Mean tokens per slot (tokens).
+    ratio : float
+        The A/F ratio at which the curves were linearized.
     ffn_region : (float, float)
         Aggregated-token interval of the FFN linearization.
     ffn_linearization : FitQuality
@@ -340,21 +465,27 @@ class PresetResult:
     ffn_linearization: FitQuality
     memory: KVFeasibility
 
+    @property
+    def gpus(self) -> InstanceGPUs:
+        """GPUs of one Attention instance and of the FFN instance (for a per-GPU objective)."""
+        return self.curves.gpus
 
-def _check_point(batch, theta, ratio):
-    if batch is None:
-        batch = DEFAULT_BATCH
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise AfdInputError(f"batch must be an integer >= 1, got {batch!r}")
-    if theta is None:
-        theta = DEFAULT_THETA
-    if isinstance(theta, bool) or not isinstance(theta, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(theta) or theta <= 0:
-        raise AfdInputError(f"theta must be a finite number > 0 (tokens), got {theta!r}")
-    if ratio is not None and (isinstance(ratio, bool) or not isinstance(
-            ratio, (int, float, np.floating, np.integer)) or not math.isfinite(ratio) or ratio <= 0):
-        raise AfdInputError(f"ratio must be a finite number > 0, got {ratio!r}")
-    return int(batch), float(theta), (None if ratio is None else float(ratio))
+    @property
+    def gpu_seconds_per_token(self) -> tuple[float, float]:
+        """``(alpha_A g_A, alpha_F g_F)``: the slopes times the GPUs of each instance, the
+        fair per-token cost when instances differ in size (GPU-seconds per token)."""
+        c, g = self.coefficients, self.gpus
+        return c.alpha_A * g.attention, c.alpha_F * g.ffn
+
+
+def _linear_comm(curves: BundleCurves, batch: int, ratio: float,
+                 scaling: str) -> tuple[float, float]:
+    """``(alpha_C, beta_C)`` of the line through the communication curve at ``ratio`` whose
+    tokens scale as ``scaling`` says (:func:`afdlib.model.comm_tokens`)."""
+    c1 = float(curves.comm(batch=batch, ratio=ratio))
+    beta_c = float(curves.comm(batch=0.0, ratio=ratio if scaling == "B" else 1.0))
+    alpha_c = (c1 - beta_c) / float(comm_tokens(scaling, batch=batch, ratio=ratio))
+    return max(alpha_c, 0.0), max(beta_c, 0.0)
 
 
 def build_preset(model: str | ModelSpec, hardware: str, *, batch: int | None = None,
@@ -373,9 +504,9 @@ def build_preset(model: str | ModelSpec, hardware: str, *, batch: int | None = N
     ratio : float, optional
         A/F ratio around which the FFN curve is linearized (least squares over aggregated
         batches ``[max(1, r/2) B, 2 r B]``, the upper end doubled until the FFN time rises by
-        :data:`FFN_RISE` across the interval, so a plateau does not give a flat line). Default: the best integer ratio in
-        1..:data:`MAX_DEFAULT_RATIO` of the non-linear mean-field throughput -- where the
-        closed-form rule will land.
+        :data:`FFN_RISE` across the interval, so a plateau does not give a flat line).
+        Default: the best integer ratio in 1..:data:`MAX_DEFAULT_RATIO` of the non-linear
+        mean-field throughput per instance -- where the closed-form rule will land.
     comm_scales_with : {"B", "rB"}, optional
         Force the communication scaling (default: whichever traffic binds at the ratio).
     **kwargs
@@ -386,11 +517,16 @@ def build_preset(model: str | ModelSpec, hardware: str, *, batch: int | None = N
     -------
     PresetResult
     """
-    batch, theta, ratio = _check_point(batch, theta, ratio)
+    batch = check_int("batch", DEFAULT_BATCH if batch is None else batch, minimum=1)
+    theta = check_number("theta", DEFAULT_THETA if theta is None else theta, minimum=0.0,
+                         strict=True, unit="tokens")
+    if ratio is not None:
+        ratio = check_number("ratio", ratio, minimum=0.0, strict=True)
     curves = bundle_curves(model, hardware, batch=batch, theta=theta, **kwargs)
     if ratio is None:
-        grid = np.arange(1, MAX_DEFAULT_RATIO + 1, dtype=float)
-        ratio = float(grid[int(np.argmax(curves.throughput(batch, theta, grid)))])
+        best, _ = best_integer_ratio(
+            lambda r: curves.throughput(batch=batch, theta=theta, ratio=r), MAX_DEFAULT_RATIO)
+        ratio = float(best)
     lo, hi = max(1.0, ratio / 2.0) * batch, max(2.0, 2.0 * ratio) * batch
     # a region lying wholly on the weight-streaming plateau would give a flat line (and
     # an unbounded r_peak): widen it until the FFN time rises by FFN_RISE across it
@@ -400,23 +536,15 @@ def build_preset(model: str | ModelSpec, hardware: str, *, batch: int | None = N
     alpha_f, beta_f, quality = linearize(curves.ffn, lo, hi)
     if alpha_f <= 0:
         raise AfdInputError(f"the FFN curve is flat on [{lo:g}, {hi:g}] tokens; choose another "
-                            "operating ratio")
+                            "operating ratio", parameter="ratio")
     beta_f = max(beta_f, 0.0)
-    t0 = float(curves.attention(0.0, batch))
-    alpha_a = float(curves.attention(1.0e6, batch) - t0) / 1.0e6
-    scaling = comm_scales_with or curves.comm_binding(ratio)
-    if scaling not in ("B", "rB"):
-        raise AfdInputError(f"comm_scales_with must be 'B' or 'rB', got {scaling!r}")
-    c1 = float(curves.comm(batch, ratio))
-    if scaling == "B":
-        beta_c = float(curves.comm(0.0, ratio))
-        alpha_c = (c1 - beta_c) / batch
-    else:
-        beta_c = float(curves.comm(0.0, 1.0))
-        alpha_c = max((c1 - beta_c) / (ratio * batch), 0.0)
+    t0 = float(curves.attention(0.0, batch=batch))
+    alpha_a = float(curves.attention(1.0e6, batch=batch) - t0) / 1.0e6
+    scaling = check_choice("comm_scales_with", comm_scales_with or curves.comm_binding(ratio),
+                           COMM_SCALINGS)
+    alpha_c, beta_c = _linear_comm(curves, batch, ratio, scaling)
     coeffs = StepCoefficients(alpha_A=alpha_a, beta_A=t0, alpha_F=alpha_f, beta_F=beta_f,
-                              alpha_C=max(alpha_c, 0.0), beta_C=max(beta_c, 0.0),
-                              comm_scales_with=scaling)
+                              alpha_C=alpha_c, beta_C=beta_c, comm_scales_with=scaling)
     memory = kv_feasibility(curves.model, curves.deployment, batch, theta,
                             reserve=kwargs.get("reserve", DEFAULT_RESERVE))
     return PresetResult(coefficients=coeffs, curves=curves, batch=batch, theta=theta,

@@ -35,10 +35,11 @@ import numpy as np
 
 from afdlib.costs.specs import DTYPE_BYTES, Deployment, ModelSpec
 from afdlib.errors import AfdInputError
+from afdlib.validate import check_number
 
 __all__ = ["Efficiency", "AttentionRoofline", "attention_roofline", "ffn_roofline_time",
-           "ffn_roofline_parts",
-           "comm_roofline", "CommRoofline", "experts_touched", "ffn_gpus_per_token"]
+           "ffn_roofline_parts", "comm_roofline", "CommRoofline", "experts_touched",
+           "ffn_gpus_per_token", "ffn_intensity", "kv_split", "weight_split"]
 
 
 @dataclass(frozen=True)
@@ -67,21 +68,17 @@ class Efficiency:
 
     def __post_init__(self) -> None:
         for name in ("hbm", "compute", "network"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or not 0 < value <= 1:
-                raise AfdInputError(f"efficiency {name} must be in (0, 1], got {value!r}")
-            object.__setattr__(self, name, float(value))
-        value = self.layer_overhead
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value < 0:
-            raise AfdInputError(f"efficiency layer_overhead must be a finite number >= 0 s, "
-                                f"got {value!r}")
-        object.__setattr__(self, "layer_overhead", float(value))
+            object.__setattr__(self, name, check_number(f"efficiency {name}", getattr(self, name),
+                                                        minimum=0.0, strict=True, maximum=1.0))
+        object.__setattr__(self, "layer_overhead",
+                           check_number("efficiency layer_overhead", self.layer_overhead,
+                                        minimum=0.0, unit="s"))
 
 
-def _kv_split(model: ModelSpec, dep: Deployment) -> int:
-    """Over how many GPUs of an Attention instance the KV cache is divided."""
+def kv_split(model: ModelSpec, dep: Deployment) -> int:
+    """Over how many GPUs of an Attention instance the KV cache is divided: all of them
+    when data parallel, as many as there are KV heads when tensor parallel (an MLA latent
+    is not split)."""
     n = dep.attention_gpus
     if dep.attention_parallel == "dp":
         return n
@@ -89,7 +86,9 @@ def _kv_split(model: ModelSpec, dep: Deployment) -> int:
     return min(n, heads)
 
 
-def _weight_split(dep: Deployment) -> int:
+def weight_split(dep: Deployment) -> int:
+    """Over how many GPUs of an Attention instance its weights are divided (tensor parallel:
+    all; data parallel: none, each GPU holds them all)."""
     return dep.attention_gpus if dep.attention_parallel == "tp" else 1
 
 
@@ -136,7 +135,7 @@ class AttentionRoofline:
         """The part that does not depend on the cached tokens (s), for ``batch`` slots."""
         return self.projection_time(batch) + self.head_time(batch) + self.overhead
 
-    def time(self, load, batch) -> np.ndarray:
+    def time(self, load, *, batch) -> np.ndarray:
         """Attention time (s) of an instance with ``batch`` slots holding ``load`` tokens."""
         return self.alpha * np.asarray(load, dtype=float) + self.fixed(batch)
 
@@ -164,9 +163,9 @@ def attention_roofline(model: ModelSpec, dep: Deployment,
     # attention scores and values run in bf16 arithmetic
     f_attn = eff.compute * gpu.flops_for("bf16")
     f_gemm = eff.compute * gpu.flops_for(model.weight_dtype)
-    alpha_memory = layers * kv_bytes_layer / (_kv_split(model, dep) * bw)
+    alpha_memory = layers * kv_bytes_layer / (kv_split(model, dep) * bw)
     alpha_compute = layers * model.attention_flops_per_kv_token_layer / (n * f_attn)
-    wsplit = _weight_split(dep)
+    wsplit = weight_split(dep)
     wb = model.weight_bytes_per_param
     layer_params = layers * model.attention_params_per_layer
     head_params = model.output_params
@@ -207,6 +206,23 @@ def ffn_gpus_per_token(model: ModelSpec, ffn_gpus: int) -> float:
     log_skip = (math.lgamma(e - local + 1) - math.lgamma(e - local - k + 1)
                 - math.lgamma(e + 1) + math.lgamma(e - k + 1))
     return g * (1.0 - math.exp(log_skip))
+
+
+def ffn_intensity(model: ModelSpec, tokens) -> np.ndarray:
+    """Arithmetic intensity of the FFN: FLOPs per byte of FFN weights read, for a batch of
+    ``tokens`` tokens (FLOP/byte), vectorized.
+
+    A dense MLP applies all its weights to every token: ``2 N / b`` for ``b`` bytes per
+    weight. A mixture of experts reads only the experts some token chose (a fraction
+    :func:`experts_touched` of them) and applies ``k`` of them to each token:
+    ``2 N k / (touched E b)``, which is ``2 N k / (E b)`` once every expert is touched.
+    """
+    tokens = np.asarray(tokens, dtype=float)
+    if not model.is_moe:
+        return 2 * tokens / model.weight_bytes_per_param
+    touched = experts_touched(model.num_experts, model.experts_per_token, tokens)
+    routed = tokens * model.experts_per_token  # token-expert pairs
+    return 2 * routed / (touched * model.num_experts * model.weight_bytes_per_param)
 
 
 def ffn_roofline_parts(model: ModelSpec, dep: Deployment, tokens,
@@ -280,7 +296,7 @@ class CommRoofline:
     per_slot_ingress: float
     gpus_per_token: float
 
-    def time(self, batch, ratio) -> np.ndarray:
+    def time(self, *, batch, ratio) -> np.ndarray:
         """Communication time (s) of a step with ``ratio`` workers of ``batch`` slots."""
         batch = np.asarray(batch, dtype=float)
         ratio = np.asarray(ratio, dtype=float)

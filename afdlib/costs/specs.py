@@ -17,47 +17,38 @@ with an uncited number. Units: bytes, bytes per second, FLOP per second, seconds
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from afdlib.errors import AfdInputError
+from afdlib.validate import check_choice, check_int, check_number
 
-__all__ = ["DTYPE_BYTES", "ModelSpec", "GPUSpec", "Deployment", "model_from_dict",
-           "gpu_from_dict"]
+__all__ = ["DTYPE_BYTES", "ATTENTION_TYPES", "ATTENTION_PARALLEL", "LINKS", "ModelSpec",
+           "GPUSpec", "Deployment", "model_from_dict", "gpu_from_dict"]
 
 #: Bytes per element of the dtypes the presets use.
 DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 
 AttentionType = Literal["MHA", "GQA", "MLA"]
+#: Attention types of :class:`ModelSpec`.
+ATTENTION_TYPES = ("MHA", "GQA", "MLA")
+#: How an Attention instance splits its work: tensor parallel or data parallel.
+ATTENTION_PARALLEL = ("tp", "dp")
+#: Paths between Attention and FFN instances: the scale-out network, or NVLink.
+LINKS = ("network", "nvlink")
 
 
 def _positive(owner: str, name: str, value, *, integer: bool = False, allow_zero: bool = False):
-    """Validate one numeric field; return it as int or float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:  # numpy scalars
-            value = value.item()
-        except AttributeError:
-            raise AfdInputError(f"{owner}: {name} must be a number, got {value!r}") from None
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise AfdInputError(f"{owner}: {name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise AfdInputError(f"{owner}: {name} must be finite, got {value}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise AfdInputError(f"{owner}: {name} must be {'>= 0' if allow_zero else '> 0'}, "
-                            f"got {value}")
+    """One numeric field of a spec (``> 0``, or ``>= 0``), as int or float; the message
+    names the spec and the field."""
+    label = f"{owner}: {name}"
     if integer:
-        if float(value) != int(value):
-            raise AfdInputError(f"{owner}: {name} must be an integer, got {value}")
-        return int(value)
-    return float(value)
+        return check_int(label, value, minimum=0 if allow_zero else 1)
+    return check_number(label, value, minimum=0.0, strict=not allow_zero)
 
 
 def _dtype(owner: str, name: str, value: str) -> str:
-    if value not in DTYPE_BYTES:
-        raise AfdInputError(f"{owner}: {name} must be one of {', '.join(DTYPE_BYTES)}, "
-                            f"got {value!r}")
-    return value
+    return check_choice(f"{owner}: {name}", value, tuple(DTYPE_BYTES))
 
 
 @dataclass(frozen=True)
@@ -136,9 +127,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         owner = f"model {self.name!r}"
-        if self.attention not in ("MHA", "GQA", "MLA"):
-            raise AfdInputError(f"{owner}: attention must be MHA, GQA or MLA, "
-                                f"got {self.attention!r}")
+        check_choice(f"{owner}: attention", self.attention, ATTENTION_TYPES)
         for name in ("num_layers", "hidden_size", "num_heads", "vocab_size"):
             object.__setattr__(self, name, _positive(owner, name, getattr(self, name),
                                                      integer=True))
@@ -235,6 +224,13 @@ class ModelSpec:
         if self.attention == "MLA":
             return 2 * self.num_heads * (2 * self.kv_lora_rank + self.qk_rope_head_dim)
         return 4 * self.num_heads * self.head_dim
+
+    @property
+    def attention_intensity(self) -> float:
+        """Arithmetic intensity of decode attention: FLOPs per byte of KV cache read
+        (FLOP/byte). It depends on the model's shape, not on the batch."""
+        return self.attention_flops_per_kv_token_layer / (
+            self.kv_elements_per_token_layer * DTYPE_BYTES[self.kv_dtype])
 
     @property
     def expert_params(self) -> int:
@@ -351,7 +347,12 @@ class GPUSpec:
     @property
     def ridge_point(self) -> float:
         """bf16 FLOPs per HBM byte at which a kernel turns compute-bound (FLOP/byte)."""
-        return self.flops["bf16"] / self.hbm_bandwidth
+        return self.ridge("bf16")
+
+    def ridge(self, dtype: str = "bf16") -> float:
+        """FLOPs per HBM byte at which a ``dtype`` kernel turns compute-bound (FLOP/byte):
+        :meth:`flops_for` over the HBM bandwidth."""
+        return self.flops_for(dtype) / self.hbm_bandwidth
 
 
 @dataclass(frozen=True)
@@ -387,11 +388,9 @@ class Deployment:
         for name in ("attention_gpus", "ffn_gpus"):
             object.__setattr__(self, name,
                                _positive("deployment", name, getattr(self, name), integer=True))
-        if self.attention_parallel not in ("tp", "dp"):
-            raise AfdInputError("deployment: attention_parallel must be 'tp' or 'dp', "
-                                f"got {self.attention_parallel!r}")
-        if self.link not in ("network", "nvlink"):
-            raise AfdInputError(f"deployment: link must be 'network' or 'nvlink', got {self.link!r}")
+        check_choice("deployment: attention_parallel", self.attention_parallel,
+                     ATTENTION_PARALLEL)
+        check_choice("deployment: link", self.link, LINKS)
 
     @property
     def heterogeneous(self) -> bool:

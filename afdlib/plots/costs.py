@@ -10,7 +10,7 @@ import numpy as np
 from afdlib.plots import ROLE_COLORS
 
 __all__ = ["plot_roofline", "plot_attention_fit", "plot_moe_fit", "plot_relative_residuals",
-           "plot_comm_fit", "plot_gpu_comparison"]
+           "plot_comm_fit", "plot_gpu_comparison", "gpu_comparison"]
 
 
 def _ax(ax, figsize=None):
@@ -46,11 +46,12 @@ def plot_roofline(gpus, kernels: dict[str, float], *, dtype: str = "bf16", ax=No
     return ax
 
 
-def plot_attention_fit(points, entry: dict, *, batches=(8, 32, 128, 512), mask=None,
+def plot_attention_fit(points, entry, *, batches=(8, 32, 128, 512), mask=None,
                        ax=None):
     """Measured attention latency per layer against KV tokens, one colour per batch,
     with the per-request fit ``beta + alpha T + gamma B`` (solid) and the one-line fit
-    (dashed); ``mask`` selects the points shown (e.g. the fitted region)."""
+    (dashed) of ``entry`` (an :class:`afdlib.costs.measured.AttentionFit`); ``mask``
+    selects the points shown (e.g. the fitted region)."""
     ax = _ax(ax)
     t, b, y = points.x["T"], points.x["B"], points.latency
     if mask is not None:
@@ -63,9 +64,9 @@ def plot_attention_fit(points, entry: dict, *, batches=(8, 32, 128, 512), mask=N
         order = np.argsort(t[sel])
         tt = t[sel][order]
         ax.plot(tt, y[sel][order] * 1e6, "o", ms=3, color=color, label=f"b = {batch}")
-        fit = entry["beta"] + entry["alpha"] * tt + entry["gamma"] * batch
+        fit = entry.beta + entry.alpha * tt + entry.gamma * batch
         ax.plot(tt, fit * 1e6, "-", color=color, lw=1)
-        one = entry["one_line"]["beta"] + entry["one_line"]["alpha"] * tt
+        one = entry.one_line.beta + entry.one_line.alpha * tt
         ax.plot(tt, one * 1e6, "--", color=color, lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -75,21 +76,20 @@ def plot_attention_fit(points, entry: dict, *, batches=(8, 32, 128, 512), mask=N
     return ax
 
 
-def plot_moe_fit(points, entry: dict, *, roofline=None, ax=None):
-    """Measured MoE latency per layer against tokens, the plateau-line fit, the one-line
-    fit above its threshold, and optionally a roofline curve ``roofline(N)`` (s)."""
+def plot_moe_fit(points, entry, *, roofline=None, ax=None):
+    """Measured MoE latency per layer against tokens, the plateau-line fit and the
+    one-line fit above its threshold of ``entry`` (an :class:`afdlib.costs.measured.MoEFit`),
+    and optionally a roofline curve ``roofline(N)`` (s)."""
     ax = _ax(ax)
     n, y = points.x["N"], points.latency
     ax.plot(n, y * 1e6, "o", ms=3, color=ROLE_COLORS["ffn"], label="measured")
     grid = np.logspace(0, np.log10(n.max()), 200)
-    lo = entry["region"]["min_tokens"]
-    g = grid[grid >= lo]
-    ax.plot(g, np.maximum(entry["plateau"], entry["slope"] * g + entry["intercept"]) * 1e6,
-            "-", color="k", lw=1, label="max(plateau, line)")
-    ol = entry["one_line"]
-    g = grid[grid >= ol["min_tokens"] / 4]
-    ax.plot(g, (ol["beta"] + ol["alpha"] * g) * 1e6, "--", color="0.4", lw=1,
-            label=f"one line (fitted above {ol['min_tokens']})")
+    g = grid[grid >= entry.min_tokens]
+    ax.plot(g, entry.time(g) * 1e6, "-", color="k", lw=1, label="max(plateau, line)")
+    ol = entry.one_line
+    g = grid[grid >= ol.min_tokens / 4]
+    ax.plot(g, (ol.beta + ol.alpha * g) * 1e6, "--", color="0.4", lw=1,
+            label=f"one line (fitted above {ol.min_tokens:g})")
     if roofline is not None:
         ax.plot(grid, roofline(grid) * 1e6, ":", color=ROLE_COLORS["attention"], lw=1.2,
                 label="roofline")
@@ -114,13 +114,14 @@ def plot_relative_residuals(x, series: dict[str, np.ndarray], *, xlabel: str, ax
     return ax
 
 
-def plot_comm_fit(points, entry: dict, *, ax=None):
-    """DeepEP dispatch + combine per layer against tokens per rank, with the linear fit."""
+def plot_comm_fit(points, entry, *, ax=None):
+    """DeepEP dispatch + combine per layer against tokens per rank, with the linear fit of
+    ``entry`` (an :class:`afdlib.costs.measured.CommFit`)."""
     ax = _ax(ax)
     x, y = points.x["tokens"], points.latency
     ax.plot(x, y * 1e6, "o", ms=3, color=ROLE_COLORS["communication"], label="measured")
     g = np.logspace(0, np.log10(x.max()), 100)
-    ax.plot(g, (entry["beta"] + entry["alpha"] * g) * 1e6, "-", color="k", lw=1,
+    ax.plot(g, (entry.beta + entry.alpha * g) * 1e6, "-", color="k", lw=1,
             label="beta + alpha x tokens")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -158,3 +159,15 @@ def plot_gpu_comparison(rows: list[dict], *, title: str = "", figsize=(7.0, 3.0)
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def gpu_comparison(model: str, hardware, *, batch: int, theta: float, figsize=(7.0, 3.0)):
+    """:func:`plot_gpu_comparison` of a model's presets on several hardware names: the
+    per-token GPU-seconds of each instance (:attr:`PresetResult.gpu_seconds_per_token`)."""
+    from afdlib.costs import build_preset
+
+    rows = []
+    for h in hardware:
+        attention, ffn = build_preset(model, h, batch=batch, theta=theta).gpu_seconds_per_token
+        rows.append({"gpu": h, "attention_ns": attention * 1e9, "ffn_us": ffn * 1e6})
+    return plot_gpu_comparison(rows, title=f"{model}, B = {batch}", figsize=figsize)

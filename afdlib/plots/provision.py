@@ -13,10 +13,9 @@ import dataclasses
 import matplotlib.pyplot as plt
 import numpy as np
 
-from afdlib.costs import StepCoefficients
+from afdlib.model import OperatingPoint, best_integer_ratio
 from afdlib.plots import ROLE_COLORS
 from afdlib.provision import (
-    best_integer_ratio,
     mean_field_ratio,
     step_components,
     throughput_barrier,
@@ -50,16 +49,13 @@ def _axes(ax, figsize=(6.4, 3.2)):
     return ax
 
 
-def step_times(coeffs, theta, batch, ratios, *, ax=None, marks: bool = True, legend=True):
+def step_times(point: OperatingPoint, ratios, *, ax=None, marks: bool = True, legend=True):
     """Mean-field step-time components against the ratio, with r_A, r_C, r_peak marked.
 
     Parameters
     ----------
-    coeffs : StepCoefficients
-    theta : float
-        Per-slot mean load (tokens).
-    batch : int
-        Slots per Attention worker.
+    point : OperatingPoint
+        Coefficients, per-slot mean load theta (tokens) and slots per worker B.
     ratios : array_like
         Ratios to draw (> 0).
     marks : bool
@@ -67,12 +63,12 @@ def step_times(coeffs, theta, batch, ratios, *, ax=None, marks: bool = True, leg
     """
     ax = _axes(ax)
     r = np.asarray(ratios, dtype=float)
-    comp = step_components(coeffs, theta, batch, r)
+    comp = step_components(point, r)
     ax.plot(r, 1e3 * comp["step"], color="0.75", lw=5, label=r"step $\tau$", zorder=1)
     for key, label in (("attention", "$t_A$"), ("communication", "$t_C$"), ("ffn", "$t_F$")):
         ax.plot(r, 1e3 * comp[key], color=ROLE_COLORS[key], lw=1.5, label=label, zorder=2)
     if marks:
-        opt = mean_field_ratio(coeffs, theta, batch)
+        opt = mean_field_ratio(point)
         for name, style in (("r_A", ":"), ("r_C", "-."), ("r_peak", "--"), ("r_peak_C", "--"),
                             ("r_CF", ":")):
             x = getattr(opt, name)
@@ -89,32 +85,30 @@ def step_times(coeffs, theta, batch, ratios, *, ax=None, marks: bool = True, leg
     return ax
 
 
-def throughput_curves(coeffs, theta, batch, ratios, *, load_std=None, prices=None, ax=None,
+def throughput_curves(point: OperatingPoint, ratios, *, barrier: bool = False, ax=None,
                       integers: bool = True, legend=True):
-    """Throughput per instance against the ratio: mean field (and barrier, if ``load_std``).
+    """The objective against the ratio: mean field (and the barrier model, with ``barrier``).
 
     Marks the closed-form ``r*`` (a dot on the curve) and, with ``integers``, the best
     integer ratio of each model (open markers).
     """
     ax = _axes(ax)
     r = np.asarray(ratios, dtype=float)
-    lam = throughput_mean_field(coeffs, theta, batch, r, prices)
+    lam = throughput_mean_field(point, r)
     ax.plot(r, lam / 1e3, color=_MF_COLOR, lw=1.5, label="mean field")
-    opt = mean_field_ratio(coeffs, theta, batch, prices)
+    opt = mean_field_ratio(point)
     if r.min() <= opt.r_star <= r.max():
         ax.plot([opt.r_star], [opt.throughput / 1e3], "o", color=_MF_COLOR, ms=5)
     top = int(np.floor(r.max()))
     if integers and top >= 1:
-        k, vals = best_integer_ratio(
-            lambda x: throughput_mean_field(coeffs, theta, batch, x, prices), top)
+        k, vals = best_integer_ratio(lambda x: throughput_mean_field(point, x), top)
         ax.plot([k], [vals[k - 1] / 1e3], "s", mfc="none", color=_MF_COLOR, ms=8)
-    if load_std is not None:
+    if barrier:
         rb = r[r >= 1]                          # the barrier model needs a whole worker
-        lam_b = throughput_barrier(coeffs, theta, load_std, batch, rb, prices)
+        lam_b = throughput_barrier(point, rb)
         ax.plot(rb, lam_b / 1e3, color=_BARRIER_COLOR, lw=1.5, label="barrier")
         if integers and top >= 1:
-            k, vals = best_integer_ratio(
-                lambda x: throughput_barrier(coeffs, theta, load_std, batch, x, prices), top)
+            k, vals = best_integer_ratio(lambda x: throughput_barrier(point, x), top)
             ax.plot([k], [vals[k - 1] / 1e3], "s", mfc="none", color=_BARRIER_COLOR, ms=8)
     ax.set_xlabel("ratio r")
     ax.set_ylabel("throughput per instance\n[1000 tokens/s]")
@@ -129,16 +123,16 @@ def regime_panels(cases, ratios, *, figsize=(9.6, 5.0)):
 
     Parameters
     ----------
-    cases : list of (title, coeffs, theta, batch)
+    cases : list of (title, OperatingPoint)
     ratios : array_like
     """
     fig, axes = plt.subplots(2, len(cases), figsize=figsize, sharex=True)
     axes = np.atleast_2d(axes)
     if axes.shape[0] != 2:
         axes = axes.T
-    for j, (title, coeffs, theta, batch) in enumerate(cases):
-        step_times(coeffs, theta, batch, ratios, ax=axes[0, j], legend=False)
-        throughput_curves(coeffs, theta, batch, ratios, ax=axes[1, j], legend=False)
+    for j, (title, point) in enumerate(cases):
+        step_times(point, ratios, ax=axes[0, j], legend=False)
+        throughput_curves(point, ratios, ax=axes[1, j], legend=False)
         axes[0, j].set_title(title, fontsize=10, pad=14)
         if j:
             axes[0, j].set_ylabel("")
@@ -150,14 +144,15 @@ def regime_panels(cases, ratios, *, figsize=(9.6, 5.0)):
     return fig
 
 
-def ratio_versus_theta(coeffs, batches, thetas, *, ax=None):
-    """Closed-form r* against theta for several batch sizes, coloured by regime."""
+def ratio_versus_theta(point: OperatingPoint, batches, thetas, *, ax=None):
+    """Closed-form r* against theta for several batch sizes, coloured by regime (the
+    point's coefficients and objective; its theta and batch are replaced)."""
     ax = _axes(ax)
     thetas = np.asarray(thetas, dtype=float)
     styles = ["-", "--", ":", "-."]
     seen = set()
     for i, b in enumerate(batches):
-        opts = [mean_field_ratio(coeffs, t, b) for t in thetas]
+        opts = [mean_field_ratio(point.replace(theta=t, batch=b)) for t in thetas]
         r = np.array([o.r_star for o in opts])
         regimes = np.array([o.regime for o in opts])
         ax.plot(thetas, r, color="0.6", lw=0.8, ls=styles[i % 4])
@@ -179,19 +174,19 @@ def ratio_versus_theta(coeffs, batches, thetas, *, ax=None):
     return ax
 
 
-def meanfield_explorer(coeffs: StepCoefficients, theta: float, batch: int, *,
-                       ratios=None, **overrides):
+def meanfield_explorer(point: OperatingPoint, *, ratios=None, **overrides):
     """Two panels for the widget: step-time components and throughput, with the regime.
 
     ``overrides`` replace coefficients by name (e.g. ``alpha_C=1e-5``).
     """
-    coeffs = dataclasses.replace(coeffs, **overrides) if overrides else coeffs
-    opt = mean_field_ratio(coeffs, theta, batch)
+    if overrides:
+        point = point.replace(coeffs=dataclasses.replace(point.coeffs, **overrides))
+    opt = mean_field_ratio(point)
     if ratios is None:
         ratios = np.linspace(0.05, max(8.0, 2.2 * opt.r_star), 400)
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(7.0, 2.7))
-    step_times(coeffs, theta, batch, ratios, ax=a0, legend=False)
-    throughput_curves(coeffs, theta, batch, ratios, ax=a1, legend=False)
+    step_times(point, ratios, ax=a0, legend=False)
+    throughput_curves(point, ratios, ax=a1, legend=False)
     fig.suptitle(f"r* = {opt.r_star:.2f} ({opt.formula.replace('_', '')}), {opt.regime}-bound",
                  fontsize=10, color=ROLE_COLORS[opt.regime])
     handles, labels = a0.get_legend_handles_labels()
@@ -278,19 +273,19 @@ def barrier_shift(batches, shifts: dict, *, ax=None):
     return ax
 
 
-def barrier_explorer(coeffs: StepCoefficients, theta: float, cv: float, batch: int, *,
-                     max_ratio=None):
+def barrier_explorer(point: OperatingPoint, cv: float, *, max_ratio=None):
     """Widget frame: mean-field and barrier throughput (log ratio axis) with both integer
-    optima, for a per-slot load spread ``cv = sigma / theta``."""
-    opt = mean_field_ratio(coeffs, theta, batch)
+    optima, for a per-slot load spread ``cv = sigma / theta`` (replacing the point's
+    load_std)."""
+    point = point.replace(load_std=cv * point.theta)
+    opt = mean_field_ratio(point)
     top = max_ratio or int(max(16, np.ceil(2.5 * opt.r_star)))
     ratios = np.unique(np.concatenate([np.geomspace(1, top, 300), np.arange(1, top + 1)]))
     fig, ax = plt.subplots(figsize=(6.4, 2.9))
-    throughput_curves(coeffs, theta, batch, ratios, load_std=cv * theta, ax=ax)
+    throughput_curves(point, ratios, barrier=True, ax=ax)
     ax.set_xscale("log")
-    lam_b = lambda x: throughput_barrier(coeffs, theta, cv * theta, batch, x)  # noqa: E731
-    k_b, _ = best_integer_ratio(lam_b, top)
-    k_m, _ = best_integer_ratio(lambda x: throughput_mean_field(coeffs, theta, batch, x), top)
+    k_b, _ = best_integer_ratio(lambda x: throughput_barrier(point, x), top)
+    k_m, _ = best_integer_ratio(lambda x: throughput_mean_field(point, x), top)
     ax.set_title(f"best integer ratio: mean field {k_m}, barrier {k_b}", fontsize=10)
     fig.tight_layout()
     return fig

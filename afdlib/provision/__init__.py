@@ -22,16 +22,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from afdlib.errors import AfdInputError
-from afdlib.provision._common import InstancePrices
+from afdlib.model import (
+    InstanceGPUs,
+    InstancePrices,
+    Objective,
+    OperatingPoint,
+    best_integer_ratio,
+    maximize_ratio,
+)
 from afdlib.provision.barrier import (
     BarrierRatio,
     attention_limited_ratio,
     barrier_moments,
     barrier_ratio,
+    excess_by_quadrature,
     expected_excess,
     expected_max_normal,
     expected_step_time,
+    gaussian_barrier_overhead,
     max_normal_median,
     step_time_decomposition,
     throughput_barrier,
@@ -47,10 +55,9 @@ from afdlib.provision.exact import (
 from afdlib.provision.meanfield import (
     REGIMES,
     MeanFieldRatio,
+    attention_bound_theta,
     best_integer_mean_field,
-    best_integer_ratio,
-    comm_grows_with_ratio,
-    maximize_ratio,
+    check_point,
     mean_field_ratio,
     mean_field_step_time,
     step_components,
@@ -61,23 +68,27 @@ from afdlib.provision.sensitivity import (
     Sensitivity,
     mean_field_sensitivities,
     numerical_sensitivities,
+    perturb,
 )
+from afdlib.validate import check_int
 
 __all__ = [
-    "InstancePrices", "REGIMES", "MeanFieldRatio", "BarrierRatio", "ProvisionResult",
+    "InstancePrices", "InstanceGPUs", "Objective", "OperatingPoint",
+    "REGIMES", "MeanFieldRatio", "BarrierRatio", "ProvisionResult",
     "PARAMETERS", "Sensitivity",
     "step_components", "mean_field_step_time", "throughput_mean_field", "mean_field_ratio",
-    "maximize_ratio", "best_integer_ratio", "best_integer_mean_field", "comm_grows_with_ratio",
+    "maximize_ratio", "best_integer_ratio", "best_integer_mean_field", "attention_bound_theta",
     "expected_max_normal", "expected_excess", "max_normal_median", "barrier_moments",
     "expected_step_time", "step_time_decomposition", "throughput_barrier", "barrier_ratio",
-    "attention_limited_ratio",
-    "mean_field_sensitivities", "numerical_sensitivities", "provision", "default_max_ratio",
+    "attention_limited_ratio", "gaussian_barrier_overhead", "excess_by_quadrature",
+    "mean_field_sensitivities", "numerical_sensitivities", "perturb", "provision",
+    "default_max_ratio",
     "WorkerLoadLaw", "ExactRatio", "worker_load_law", "expected_step_time_exact",
     "throughput_exact", "exact_ratio",
 ]
 
 #: Upper end of the default integer range.
-_MAX_DEFAULT_RATIO = 4096
+MAX_DEFAULT_RATIO = 4096
 
 
 def default_max_ratio(r_star_mean_field: float, r_star_barrier: float) -> int:
@@ -86,7 +97,7 @@ def default_max_ratio(r_star_mean_field: float, r_star_barrier: float) -> int:
     Twice the larger continuous optimum keeps both integer optima well inside the range.
     """
     top = max(r_star_mean_field, r_star_barrier)
-    return int(min(max(32, math.ceil(2.0 * top)), _MAX_DEFAULT_RATIO))
+    return int(min(max(32, math.ceil(2.0 * top)), MAX_DEFAULT_RATIO))
 
 
 @dataclass(frozen=True)
@@ -95,16 +106,12 @@ class ProvisionResult:
 
     Attributes
     ----------
-    theta, load_std : float
-        Per-slot load mean and standard deviation (tokens).
-    batch : int
-        Slots per Attention worker.
-    coeffs : afdlib.costs.StepCoefficients
-    prices : InstancePrices
+    point : OperatingPoint
+        Coefficients, theta and load_std (tokens), batch B (slots) and the objective.
     mean_field : MeanFieldRatio
         Closed-form optimum and regime.
     r_star_numeric : float
-        Maximizer of the mean-field throughput over ``[1e-4, 1e9]`` found by direct numerical
+        Maximizer of the mean-field objective over ``[1e-4, 1e9]`` found by direct numerical
         search (log grid and Brent), a check on the closed form.
     r_int_mean_field : int
         Best integer ratio of the mean-field model in ``1 .. max_ratio``.
@@ -113,14 +120,10 @@ class ProvisionResult:
     ratios : ndarray
         ``1 .. max_ratio``.
     throughput_mean_field, throughput_barrier : ndarray
-        Throughput per instance (or per price unit) at each ratio.
+        The objective (throughput per instance, or per price unit) at each ratio.
     """
 
-    theta: float
-    load_std: float
-    batch: int
-    coeffs: object
-    prices: InstancePrices
+    point: OperatingPoint
     mean_field: MeanFieldRatio
     r_star_numeric: float
     r_int_mean_field: int
@@ -136,23 +139,25 @@ class ProvisionResult:
 
     def to_dict(self) -> dict:
         """The JSON object of ``afd provision --json`` (numbers as Python floats and ints)."""
-        mf = self.mean_field
+        mf, point = self.mean_field, self.point
         table = {str(int(r)): {"mean_field": float(a), "barrier": float(b)}
                  for r, a, b in zip(self.ratios, self.throughput_mean_field,
                                     self.throughput_barrier, strict=True)}
         return {
-            "theta": self.theta,
-            "load_std": self.load_std,
-            "batch": self.batch,
+            "theta": point.theta,
+            "load_std": point.load_std,
+            "batch": point.batch,
             "r_A": mf.r_A,
             "r_C": mf.r_C,
+            "r_FC": mf.r_FC,
+            "r_CA": mf.r_CA,
             "r_peak": mf.r_peak,
             "r_star": mf.r_star,
             "regime": mf.regime,
             "r_int_mean_field": self.r_int_mean_field,
             "r_int_barrier": self.barrier.r_int,
             "throughput_per_instance": table,
-            "coeffs": self.coeffs.to_dict(),
+            "coeffs": point.coeffs.to_dict(),
             "comm_scales_with": mf.comm_scales_with,
             "r_star_formula": mf.formula,
             "r_crossing": mf.r_crossing,
@@ -166,60 +171,42 @@ class ProvisionResult:
             "max_ratio": self.max_ratio,
             "r_int_at_max_ratio": {"mean_field": self.r_int_mean_field == self.max_ratio,
                                    "barrier": self.barrier.at_max_ratio},
-            "prices": {"attention": self.prices.attention, "ffn": self.prices.ffn},
-            "throughput_unit": ("tokens/s per instance" if self.prices.is_uniform
-                                and self.prices.attention == 1.0 else "tokens/s per price unit"),
+            "prices": {"attention": point.prices.attention, "ffn": point.prices.ffn},
+            "throughput_unit": point.objective.unit,
         }
 
 
-def provision(coeffs, theta, load_std, batch, max_ratio: int | None = None,
-              prices=None) -> ProvisionResult:
+def provision(point: OperatingPoint, *, max_ratio: int | None = None) -> ProvisionResult:
     """Mean-field and barrier provisioning for one operating point.
 
     Parameters
     ----------
-    coeffs : afdlib.costs.StepCoefficients
-        Step-time coefficients (s, s/token).
-    theta : float
-        Per-slot stationary mean load (tokens), >= 0.
-    load_std : float
-        Per-slot stationary load standard deviation (tokens), >= 0.
-    batch : int
-        Slots per Attention worker B, >= 1.
+    point : OperatingPoint
+        Coefficients, theta and load_std (tokens), an integer batch B >= 1, the objective.
     max_ratio : int, optional
         Largest integer ratio of the table and of the integer search (default
         :func:`default_max_ratio`).
-    prices : InstancePrices, optional
-        Instance prices (default: equal, giving throughput per instance).
 
     Returns
     -------
     ProvisionResult
     """
-    from afdlib.provision._common import as_prices, check_scalar
-
-    prices = as_prices(prices)
-    if isinstance(batch, bool) or float(check_scalar("batch", batch, minimum=1.0)) != int(batch):
-        raise AfdInputError(f"batch must be an integer >= 1, got {batch!r}")
-    batch = int(batch)
-    theta = check_scalar("theta", theta)
-    load_std = check_scalar("load_std", load_std)
-    mf = mean_field_ratio(coeffs, theta, batch, prices)
+    point = check_point(point)
+    point.integer_batch()
+    mf = mean_field_ratio(point)
 
     def lam_mf(r):
-        return throughput_mean_field(coeffs, theta, batch, r, prices)
-
-    def lam_b(r):
-        return throughput_barrier(coeffs, theta, load_std, batch, r, prices)
+        return throughput_mean_field(point, r)
 
     r_num, _ = maximize_ratio(lam_mf, 1e-4, 1e9)   # direct search, blind to the closed form
     if max_ratio is None:
-        coarse = barrier_ratio(coeffs, theta, load_std, batch, max_ratio=1, prices=prices)
+        coarse = barrier_ratio(point, max_ratio=1)
         max_ratio = default_max_ratio(mf.r_star, coarse.r_star)
-    br = barrier_ratio(coeffs, theta, load_std, batch, max_ratio=max_ratio, prices=prices)
+    max_ratio = check_int("max_ratio", max_ratio, minimum=1)
+    br = barrier_ratio(point, max_ratio=max_ratio)
     r_int_mf, table_mf = best_integer_ratio(lam_mf, max_ratio)
     ratios = np.arange(1, br.max_ratio + 1)
     return ProvisionResult(
-        theta=theta, load_std=load_std, batch=batch, coeffs=coeffs, prices=prices,
-        mean_field=mf, r_star_numeric=r_num, r_int_mean_field=r_int_mf, barrier=br,
-        ratios=ratios, throughput_mean_field=table_mf, throughput_barrier=lam_b(ratios))
+        point=point, mean_field=mf, r_star_numeric=r_num, r_int_mean_field=r_int_mf,
+        barrier=br, ratios=ratios, throughput_mean_field=table_mf,
+        throughput_barrier=throughput_barrier(point, ratios))

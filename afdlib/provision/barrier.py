@@ -35,13 +35,9 @@ import numpy as np
 from scipy import special
 
 from afdlib.errors import AfdInputError
-from afdlib.provision._common import (
-    as_prices,
-    check_coefficients,
-    check_ratio,
-    check_scalar,
-)
-from afdlib.provision.meanfield import best_integer_ratio, maximize_ratio
+from afdlib.model import PER_INSTANCE, OperatingPoint, best_integer_ratio, maximize_ratio
+from afdlib.provision.meanfield import check_point
+from afdlib.validate import check_array, check_int
 
 __all__ = [
     "expected_max_normal",
@@ -54,6 +50,8 @@ __all__ = [
     "BarrierRatio",
     "barrier_ratio",
     "attention_limited_ratio",
+    "gaussian_barrier_overhead",
+    "excess_by_quadrature",
 ]
 
 _N_NODES = 96
@@ -64,10 +62,7 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def _check_r(r) -> np.ndarray:
-    arr = np.asarray(r, dtype=float)
-    if arr.size and (not np.all(np.isfinite(arr)) or np.any(arr <= 0)):
-        raise AfdInputError("the number of workers r must be finite and > 0")
-    return arr
+    return check_array("the number of workers r", r, minimum=0.0, strict=True)
 
 
 def _log_neg_log_cdf(x: np.ndarray) -> np.ndarray:
@@ -229,64 +224,66 @@ def expected_excess(z, r) -> np.ndarray:
     return out[()] if out.ndim == 0 else out
 
 
+def excess_by_quadrature(z: float, r: float) -> float:
+    """``I_r(z)`` by adaptive quadrature (scipy's ``quad``), split at 0: the slow, plain
+    reference :func:`expected_excess` is checked against (one threshold, one ``r``).
+
+    For ``z < 0``, ``int_z^inf (1 - Phi^r) = -z - int_z^0 Phi^r + int_0^inf (1 - Phi^r)``.
+    """
+    from scipy import integrate
+
+    z = float(z)
+    r = float(_check_r(r))
+
+    def survival(x):
+        return -np.expm1(r * special.log_ndtr(x))
+
+    if z >= 0:
+        return integrate.quad(survival, z, np.inf, epsabs=0, epsrel=1e-12, limit=400)[0]
+    lower = integrate.quad(lambda x: np.exp(r * special.log_ndtr(x)), z, 0, epsabs=0,
+                           epsrel=1e-12, limit=400)[0]
+    return -z - lower + integrate.quad(survival, 0, np.inf, epsabs=0, epsrel=1e-12,
+                                       limit=400)[0]
+
+
 # ---------------------------------------------------------------------------
 # The step time of the barrier model
 # ---------------------------------------------------------------------------
 
 
-def barrier_moments(coeffs, theta, load_std, batch) -> tuple[float, float]:
+def barrier_moments(point: OperatingPoint) -> tuple[float, float]:
     """Mean and standard deviation of one worker's attention time in the Gaussian model.
 
     Parameters
     ----------
-    coeffs : afdlib.costs.StepCoefficients
-    theta : float
-        Per-slot stationary mean load (tokens), >= 0.
-    load_std : float
-        Per-slot stationary load standard deviation sigma (tokens), >= 0.
-    batch : float
-        Slots per Attention worker B, > 0.
+    point : OperatingPoint
+        Coefficients, theta and load_std (tokens), batch B (> 0).
 
     Returns
     -------
     mu_A, sigma_A : float
         ``alpha_A B theta + beta_A`` and ``alpha_A sqrt(B) sigma`` (s).
     """
-    coeffs = check_coefficients(coeffs)
-    theta = check_scalar("theta", theta)
-    load_std = check_scalar("load_std", load_std)
-    batch = check_scalar("batch", batch, strict=True)
-    mu = coeffs.alpha_A * batch * theta + coeffs.beta_A
-    sd = coeffs.alpha_A * math.sqrt(batch) * load_std
-    return mu, sd
+    point = check_point(point)
+    return point.mean_attention_time, point.attention_std
 
 
 def _check_workers(ratio) -> np.ndarray:
     """Ratios of the barrier model: at least one Attention worker."""
-    r = check_ratio(ratio)
+    r = check_array("ratio", ratio, minimum=0.0, strict=True)
     if r.size and np.any(r < 1):
         raise AfdInputError(f"ratio must be >= 1 in the barrier model (a bundle has at least one "
-                            f"Attention worker), got {float(r.min()):g}")
+                            f"Attention worker), got {float(r.min()):g}", parameter="ratio")
     return r
 
 
-def _rest_of_step(coeffs, batch, ratio):
-    """``G = max(t_C, t_F)`` (s) for each ratio."""
-    return np.maximum(coeffs.comm_time(ratio, batch), coeffs.ffn_time(ratio, batch))
-
-
-def expected_step_time(coeffs, theta, load_std, batch, ratio) -> np.ndarray:
+def expected_step_time(point: OperatingPoint, ratio) -> np.ndarray:
     r"""Expected step time of the barrier model, ``G + sigma_A I_r((G - mu_A)/sigma_A)``.
 
     Parameters
     ----------
-    coeffs : afdlib.costs.StepCoefficients
-    theta : float
-        Per-slot mean load (tokens), >= 0.
-    load_std : float
-        Per-slot load standard deviation (tokens), >= 0; 0 gives the mean-field step time.
-    batch : float
-        Slots per Attention worker B, > 0.
+    point : OperatingPoint
+        Coefficients, theta, load_std (tokens; 0 gives the mean-field step time) and B.
     ratio : array_like
         Attention workers per FFN worker r, >= 1 (vectorized; real values interpolate
         between integers through ``Phi^r``).
@@ -296,11 +293,11 @@ def expected_step_time(coeffs, theta, load_std, batch, ratio) -> np.ndarray:
     ndarray
         ``E[tau]`` (s), same shape as ``ratio``.
     """
-    mu, sd = barrier_moments(coeffs, theta, load_std, batch)
+    mu, sd = barrier_moments(point)
     r = _check_workers(ratio)
-    g = _rest_of_step(coeffs, batch, r)
+    g = point.coeffs.rest_of_step(batch=point.batch, ratio=r)
     if sd == 0.0:
-        return np.maximum(g, mu)
+        return np.maximum(g, mu)  # the step model's max{A, G} with every worker at its mean
     return _barrier_step(g, mu, sd, r)
 
 
@@ -313,7 +310,7 @@ def _barrier_step(g, mu, sd, r):
     return np.where(upper, g + sd * value, mu + sd * value)
 
 
-def step_time_decomposition(coeffs, theta, load_std, batch, ratio) -> dict:
+def step_time_decomposition(point: OperatingPoint, ratio) -> dict:
     """Split the barrier model's expected step time into its parts.
 
     ``E[tau] = mean_field + variability + barrier`` where
@@ -326,16 +323,17 @@ def step_time_decomposition(coeffs, theta, load_std, batch, ratio) -> dict:
 
     Parameters
     ----------
-    As :func:`expected_step_time`.
+    point, ratio
+        As for :func:`expected_step_time`.
 
     Returns
     -------
     dict of str -> ndarray
         ``mean_field``, ``variability``, ``barrier``, ``expected`` (all s) and ``z``.
     """
-    mu, sd = barrier_moments(coeffs, theta, load_std, batch)
+    mu, sd = barrier_moments(point)
     r = _check_workers(ratio)
-    g = _rest_of_step(coeffs, batch, r)
+    g = point.coeffs.rest_of_step(batch=point.batch, ratio=r)
     mean_field = np.maximum(g, mu)
     if sd == 0.0:
         zero = np.zeros_like(mean_field)
@@ -350,26 +348,33 @@ def step_time_decomposition(coeffs, theta, load_std, batch, ratio) -> dict:
             "expected": full, "z": z}
 
 
-def throughput_barrier(coeffs, theta, load_std, batch, ratio, prices=None) -> np.ndarray:
-    """Throughput per instance of the barrier model, ``r B / ((r + 1) E[tau])``.
+def throughput_barrier(point: OperatingPoint, ratio) -> np.ndarray:
+    """Objective of the barrier model, ``r B / ((r w_A + w_F) E[tau])``.
 
     Parameters
     ----------
-    coeffs, theta, load_std, batch, ratio
-        As for :func:`expected_step_time`.
-    prices : InstancePrices, optional
-        Instance prices; the denominator becomes ``(r p_A + p_F) E[tau]`` (tokens/s per price
-        unit). Default: equal prices of 1 (tokens/s per instance).
+    point, ratio
+        As for :func:`expected_step_time`; the point's objective gives the weights
+        (default: tokens/s per instance, ``r B / ((r + 1) E[tau])``).
 
     Returns
     -------
     ndarray
-        Tokens per second per instance (or per price unit).
+        Tokens per second per instance (or per GPU, or per price unit).
     """
-    prices = as_prices(prices)
     r = _check_workers(ratio)
-    tau = expected_step_time(coeffs, theta, load_std, batch, r)
-    return prices.throughput(r, batch, tau)
+    return point.throughput(r, expected_step_time(point, r))
+
+
+def gaussian_barrier_overhead(point: OperatingPoint, ratio) -> np.ndarray:
+    """Gaussian estimate of the barrier overhead, ``sigma_A E[max_{w<=r} Z_w]`` (s).
+
+    The mean over steps of the slowest worker's attention time minus the mean worker's,
+    when each worker's attention time is ``mu_A + sigma_A Z_w`` with independent standard
+    normals (what :class:`afdlib.sim.SimResult` reports as ``barrier_overhead``).
+    """
+    _, sd = barrier_moments(point)
+    return sd * np.asarray(expected_max_normal(_check_workers(ratio)), dtype=float)
 
 
 # ---------------------------------------------------------------------------
@@ -379,18 +384,18 @@ def throughput_barrier(coeffs, theta, load_std, batch, ratio, prices=None) -> np
 
 @dataclass(frozen=True)
 class BarrierRatio:
-    """Optimum of the barrier model's throughput (found numerically; it has no closed form).
+    """Optimum of the barrier model's objective (found numerically; it has no closed form).
 
     Attributes
     ----------
     r_star : float
-        Maximizer of the barrier throughput over real ratios in the search interval.
+        Maximizer of the barrier objective over real ratios in the search interval.
     throughput : float
-        Its value (tokens/s per instance, or per price unit).
+        Its value (tokens/s per instance, per GPU or per price unit).
     r_int : int
-        Best integer ratio in ``1 .. max_ratio`` (throughputs compared at every integer).
+        Best integer ratio in ``1 .. max_ratio`` (objective compared at every integer).
     throughput_int : float
-        Throughput at ``r_int``.
+        Objective at ``r_int``.
     max_ratio : int
         Largest integer ratio considered.
     at_max_ratio : bool
@@ -405,18 +410,16 @@ class BarrierRatio:
     at_max_ratio: bool
 
 
-def barrier_ratio(coeffs, theta, load_std, batch, max_ratio: int = 64, prices=None, *,
+def barrier_ratio(point: OperatingPoint, *, max_ratio: int = 64,
                   search: tuple[float, float] = (1.0, 1e5)) -> BarrierRatio:
     """Best real and integer ratio of the barrier model.
 
     Parameters
     ----------
-    coeffs, theta, load_std, batch
+    point : OperatingPoint
         As for :func:`expected_step_time`.
     max_ratio : int
         Largest integer ratio compared (>= 1).
-    prices : InstancePrices, optional
-        Instance prices (default equal).
     search : (float, float)
         Interval of real ratios searched for ``r_star`` (log grid + Brent), lower end >= 1.
 
@@ -424,16 +427,17 @@ def barrier_ratio(coeffs, theta, load_std, batch, max_ratio: int = 64, prices=No
     -------
     BarrierRatio
     """
-    barrier_moments(coeffs, theta, load_std, batch)  # validates
+    barrier_moments(point)  # validates
+    max_ratio = check_int("max_ratio", max_ratio, minimum=1)
 
     def objective(r):
-        return throughput_barrier(coeffs, theta, load_std, batch, r, prices)
+        return throughput_barrier(point, r)
 
     r_star, lam = maximize_ratio(objective, search[0], search[1], grid=1201)
     r_int, values = best_integer_ratio(objective, max_ratio)
     return BarrierRatio(r_star=r_star, throughput=lam, r_int=r_int,
-                        throughput_int=float(values[r_int - 1]), max_ratio=int(max_ratio),
-                        at_max_ratio=r_int == int(max_ratio))
+                        throughput_int=float(values[r_int - 1]), max_ratio=max_ratio,
+                        at_max_ratio=r_int == max_ratio)
 
 
 def attention_limited_ratio(kappa) -> np.ndarray:
@@ -456,12 +460,11 @@ def attention_limited_ratio(kappa) -> np.ndarray:
     ndarray
         The maximizing real ratio ``>= 1`` for each kappa.
     """
-    kappa = np.asarray(kappa, dtype=float)
-    if kappa.size and (not np.all(np.isfinite(kappa)) or np.any(kappa <= 0)):
-        raise AfdInputError("kappa = sigma_A / mu_A must be finite and > 0")
+    kappa = check_array("kappa = sigma_A / mu_A", kappa, minimum=0.0, strict=True)
     out = np.empty(kappa.shape)
     for idx, k in np.ndenumerate(kappa):
+        # throughput per instance of one slot per worker with a step of 1 + kappa E[max_r Z]
         out[idx] = maximize_ratio(
-            lambda r, k=k: r / ((r + 1.0) * (1.0 + k * expected_max_normal(r))),
+            lambda r, k=k: PER_INSTANCE.throughput(r, 1.0, 1.0 + k * expected_max_normal(r)),
             1.0, 1e9, grid=1201)[0]
     return out[()] if out.ndim == 0 else out

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft
 
-from afdlib._checks import check_int
 from afdlib.errors import AfdInputError
-from afdlib.provision._common import as_prices, check_coefficients
-from afdlib.workload import IndependentLengths, JointLengths, stationary_load_pmf
+from afdlib.model import OperatingPoint, intercept_share, step_time
+from afdlib.provision.meanfield import check_point
+from afdlib.validate import check_int, check_type
+from afdlib.workload import check_workload, stationary_load_pmf
 
 __all__ = ["WorkerLoadLaw", "worker_load_law", "expected_step_time_exact", "throughput_exact",
-           "ExactRatio", "exact_ratio", "PIPELINE_INTERCEPTS"]
+           "ExactRatio", "exact_ratio"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +74,11 @@ class WorkerLoadLaw:
         """``P(T <= value)`` at each grid value."""
         return np.minimum(np.cumsum(self.pmf), 1.0)
 
+    def mean_of_max(self, r: int) -> float:
+        """``E[max_{w <= r} T_w]`` for ``r`` independent workers (tokens), exactly on the grid."""
+        r = check_int("r", r, minimum=1)
+        return float(np.dot(_max_load_pmf(self, r), self.values))
+
 
 def _linear_binning(values: np.ndarray, probs: np.ndarray, step: int) -> np.ndarray:
     """Spread each point's mass over the two neighbouring grid points, keeping the mean."""
@@ -105,8 +111,7 @@ def worker_load_law(workload, batch: int, *, bins: int = 2048,
     -------
     WorkerLoadLaw
     """
-    if not isinstance(workload, IndependentLengths | JointLengths):
-        raise AfdInputError(f"not a workload: {workload!r}")
+    workload = check_workload(workload)
     batch = check_int("batch B", batch, minimum=1)
     bins = check_int("bins", bins, minimum=16)
     values, probs = stationary_load_pmf(workload)
@@ -129,9 +134,6 @@ def worker_load_law(workload, batch: int, *, bins: int = 2048,
     return WorkerLoadLaw(int(batch), float(step), offset, pmf, mean, std)
 
 
-PIPELINE_INTERCEPTS = ("per_microbatch", "per_step")
-
-
 def _max_load_pmf(law: WorkerLoadLaw, r: int) -> np.ndarray:
     """Law of the largest of ``r`` independent worker loads, on the law's grid."""
     with np.errstate(divide="ignore"):
@@ -141,25 +143,24 @@ def _max_load_pmf(law: WorkerLoadLaw, r: int) -> np.ndarray:
     return np.diff(cdf_max, prepend=0.0)
 
 
-def _check_pipeline(microbatches, intercepts) -> int | None:
-    if microbatches is None:
-        return None
-    microbatches = check_int("microbatches", microbatches, minimum=1)
-    if intercepts not in PIPELINE_INTERCEPTS:
-        raise AfdInputError(f"intercepts must be one of {', '.join(PIPELINE_INTERCEPTS)}, "
-                            f"got {intercepts!r}")
-    return int(microbatches)
+def _check_law(point: OperatingPoint, law) -> WorkerLoadLaw:
+    point = check_point(point)
+    law = check_type("law", law, WorkerLoadLaw, "a WorkerLoadLaw (see worker_load_law)")
+    if law.batch != point.batch:
+        raise AfdInputError(f"the worker-load law is for B = {law.batch} slots, the operating "
+                            f"point has B = {point.batch}", parameter="batch")
+    return law
 
 
-def expected_step_time_exact(coeffs, law: WorkerLoadLaw, ratio, *, microbatches=None,
-                             intercepts: str = "per_microbatch") -> np.ndarray:
+def expected_step_time_exact(point: OperatingPoint, law: WorkerLoadLaw, ratio, *,
+                             microbatches=None, intercepts: str = "per_microbatch") -> np.ndarray:
     """``E[tau]`` (s) with the exact worker-load law, for each ratio.
 
     With ``microbatches=None`` this is the step model of the book,
     ``tau = max(t_C, t_F, A)`` with ``A = alpha_A max_w T_w + beta_A``: the stages overlap
     perfectly. With ``m`` microbatches per worker a step also has to hold the round trip of
     one microbatch through attention, dispatch, FFN and combine, which gives the
-    approximation
+    approximation (:func:`afdlib.model.step_time`)
 
         tau = max(t_C, t_F, A, (A + t_F + 2 t_C) / m),
 
@@ -172,9 +173,10 @@ def expected_step_time_exact(coeffs, law: WorkerLoadLaw, ratio, *, microbatches=
 
     Parameters
     ----------
-    coeffs : afdlib.costs.StepCoefficients
+    point : OperatingPoint
+        Its coefficients are used; its batch must be the law's.
     law : WorkerLoadLaw
-        From :func:`worker_load_law`; its batch is the B of the bundle.
+        From :func:`worker_load_law`.
     ratio : array_like of int
         Attention workers per FFN worker, each >= 1.
     microbatches : int or None
@@ -187,40 +189,38 @@ def expected_step_time_exact(coeffs, law: WorkerLoadLaw, ratio, *, microbatches=
     ndarray
         Mean step time (s), shape of ``ratio``.
     """
-    coeffs = check_coefficients(coeffs)
-    m = _check_pipeline(microbatches, intercepts)
+    law = _check_law(point, law)
+    c = point.coeffs
+    m = None if microbatches is None else check_int("microbatches", microbatches, minimum=1)
+    # intercepts a step's busy time carries: m of each if every microbatch pays them in full
+    k = 1 if m is None or intercept_share(intercepts, m) != 1.0 else m
     r = np.asarray(ratio)
     if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 1) or np.any(r != np.round(r)):
-        raise AfdInputError("ratios for the exact barrier must be integers >= 1")
-    k = m if (m is not None and intercepts == "per_microbatch") else 1
+        raise AfdInputError("ratios for the exact barrier must be integers >= 1",
+                            parameter="ratio")
     flat = r.ravel().astype(np.int64)
     out = np.empty(flat.size)
     cache: dict[int, float] = {}
     b = law.batch
+    attention = c.attention_time(law.values, intercept_scale=k)
     for i, rr in enumerate(flat):
         if rr not in cache:
-            tokens = rr * b if coeffs.comm_scales_with == "rB" else b
-            t_c = coeffs.alpha_C * tokens + k * coeffs.beta_C
-            t_f = coeffs.alpha_F * rr * b + k * coeffs.beta_F
-            attention = coeffs.alpha_A * law.values + k * coeffs.beta_A
-            tau = np.maximum(max(t_c, t_f), attention)
-            if m is not None:
-                tau = np.maximum(tau, (attention + t_f + 2.0 * t_c) / m)
+            t_c = c.comm_time(batch=b, ratio=rr, intercept_scale=k)
+            t_f = c.ffn_time(batch=b, ratio=rr, intercept_scale=k)
+            tau = step_time(attention, t_c, t_f, microbatches=m)
             cache[rr] = float(np.dot(_max_load_pmf(law, int(rr)), tau))
         out[i] = cache[rr]
     return out.reshape(r.shape)
 
 
-def throughput_exact(coeffs, law: WorkerLoadLaw, ratio, prices=None, **pipeline) -> np.ndarray:
-    """Throughput per instance ``r B / ((r + 1) E[tau])`` with the exact barrier (tokens/s).
-
-    With ``prices`` (an :class:`~afdlib.provision.InstancePrices`), tokens/s per price unit;
+def throughput_exact(point: OperatingPoint, law: WorkerLoadLaw, ratio,
+                     **pipeline) -> np.ndarray:
+    """Objective ``r B / ((r w_A + w_F) E[tau])`` with the exact barrier (tokens/s per
+    instance by default, per GPU or per price unit with the point's objective);
     ``pipeline`` (``microbatches``, ``intercepts``) as for :func:`expected_step_time_exact`.
     """
-    prices = as_prices(prices)
     r = np.asarray(ratio, dtype=float)
-    tau = expected_step_time_exact(coeffs, law, r, **pipeline)
-    return prices.throughput(r, law.batch, tau)
+    return point.throughput(r, expected_step_time_exact(point, law, r, **pipeline))
 
 
 @dataclass(frozen=True)
@@ -230,9 +230,9 @@ class ExactRatio:
     Attributes
     ----------
     r_int : int
-        Ratio with the highest throughput in ``1 .. max_ratio``.
+        Ratio with the highest objective in ``1 .. max_ratio``.
     throughput : float
-        Its throughput per instance (tokens/s).
+        Its objective (tokens/s per instance, per GPU or per price unit).
     ratios, throughputs : ndarray
         The whole table.
     """
@@ -243,7 +243,7 @@ class ExactRatio:
     throughputs: np.ndarray
 
 
-def exact_ratio(coeffs, law: WorkerLoadLaw, max_ratio: int, prices=None,
+def exact_ratio(point: OperatingPoint, law: WorkerLoadLaw, *, max_ratio: int,
                 **pipeline) -> ExactRatio:
     """Best integer ratio of the exact-barrier model, comparing every ratio 1 .. max_ratio.
 
@@ -251,6 +251,6 @@ def exact_ratio(coeffs, law: WorkerLoadLaw, max_ratio: int, prices=None,
     """
     max_ratio = check_int("max_ratio", max_ratio, minimum=1)
     ratios = np.arange(1, int(max_ratio) + 1)
-    lam = throughput_exact(coeffs, law, ratios, prices, **pipeline)
+    lam = throughput_exact(point, law, ratios, **pipeline)
     k = int(np.argmax(lam))
     return ExactRatio(int(ratios[k]), float(lam[k]), ratios, lam)

@@ -7,8 +7,9 @@ Replacing each worker's load by its mean ``B theta`` makes the attention time a 
 
 with ``t_C = alpha_C B + beta_C`` (communication independent of r, ``comm_scales_with="B"``)
 or ``t_C(r) = alpha_C r B + beta_C`` (``"rB"``). The objective is the throughput per
-instance ``Lambda(r) = r B / ((r + 1) tau(r))``, or with instance prices ``p_A, p_F`` the
-throughput per price unit ``r B / ((r p_A + p_F) tau(r))``.
+instance ``Lambda(r) = r B / ((r + 1) tau(r))``, or with weights ``w_A, w_F`` (instance
+prices ``p_A, p_F`` or GPU counts, :class:`afdlib.model.Objective`) the throughput per unit
+``r B / ((r w_A + w_F) tau(r))``. Every rule takes an :class:`afdlib.model.OperatingPoint`.
 
 Write ``tau(r) = max(K, G(r))``: ``K`` the terms that do not depend on r, ``G`` the upper
 envelope of the terms that grow with r (lines ``s_j r + b_j`` with ``s_j > 0``). Then
@@ -18,14 +19,15 @@ envelope of the terms that grow with r (lines ``s_j r + b_j`` with ``s_j > 0``).
 .. math::  r^* = \max\{ r_K,\ r_G \},
 
 ``r_K = G^{-1}(K)`` the ratio where a growing term catches the flat part and ``r_G`` the
-maximizer over the growing envelope alone. With ``pi = p_F / p_A`` (1 for equal prices):
+maximizer over the growing envelope alone. With ``pi = w_F / w_A`` (1 for equal weights):
 
 * ``comm_scales_with="B"`` (the paper's first version): ``K = max(t_A, t_C)``, ``G = t_F``,
   so ``r* = max{r_A, r_C, r_peak}`` with ``r_A = (t_A - beta_F)/(alpha_F B)``,
-  ``r_C = (t_C - beta_F)/(alpha_F B)`` and ``r_peak = sqrt(pi beta_F / (alpha_F B))``.
+  ``r_C = r_FC = (t_C - beta_F)/(alpha_F B)`` (the FFN catches communication) and
+  ``r_peak = sqrt(pi beta_F / (alpha_F B))``.
 * ``comm_scales_with="rB"`` with ``alpha_C > 0``: ``K = t_A`` and ``G = max(t_C, t_F)``, so
-  ``r_K = min{r_A, r_C}`` with ``r_C = (t_A - beta_C)/(alpha_C B)`` (communication catches
-  attention), and ``r_G`` is the stationary point ``r_peak`` or
+  ``r_K = min{r_A, r_C}`` with ``r_C = r_CA = (t_A - beta_C)/(alpha_C B)`` (communication
+  catches attention: a different crossing, hence its own name), and ``r_G`` is the stationary point ``r_peak`` or
   ``r_peak_C = sqrt(pi beta_C / (alpha_C B))`` of the line that binds there, or the
   crossing ``r_CF = (beta_C - beta_F)/((alpha_F - alpha_C) B)`` of the two lines:
   ``r_G = clip(r_CF, p_right, p_left)`` when the lines cross at a positive ratio (``left``
@@ -38,16 +40,16 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import optimize
 
 from afdlib.errors import AfdInputError
-from afdlib.provision._common import (
+from afdlib.model import (
     InstancePrices,
-    as_prices,
-    check_coefficients,
-    check_ratio,
-    check_scalar,
+    OperatingPoint,
+    best_integer_ratio,
+    maximize_ratio,
+    step_time,
 )
+from afdlib.validate import check_array, check_int, check_type
 
 __all__ = [
     "MeanFieldRatio",
@@ -58,35 +60,34 @@ __all__ = [
     "maximize_ratio",
     "best_integer_ratio",
     "best_integer_mean_field",
+    "attention_bound_theta",
+    "check_point",
+    "check_ratio",
     "REGIMES",
+    "InstancePrices",
 ]
 
 #: The three regimes, named after the term that sets the step just below r*.
 REGIMES = ("attention", "communication", "ffn")
 
 
-def _operating_point(coeffs, theta, batch):
-    coeffs = check_coefficients(coeffs)
-    theta = check_scalar("theta", theta)
-    batch = check_scalar("batch", batch, strict=True)
-    return coeffs, theta, batch
+def check_point(point) -> OperatingPoint:
+    """``point`` if it is an :class:`afdlib.model.OperatingPoint` (validated on creation)."""
+    return check_type("point", point, OperatingPoint, "an afdlib.model.OperatingPoint")
 
 
-def comm_grows_with_ratio(coeffs) -> bool:
-    """True when communication time grows with r (``comm_scales_with="rB"`` and alpha_C > 0)."""
-    return coeffs.comm_scales_with == "rB" and coeffs.alpha_C > 0
+def check_ratio(ratio) -> np.ndarray:
+    """Ratios as a float array; every entry finite and > 0."""
+    return check_array("ratio", ratio, minimum=0.0, strict=True)
 
 
-def step_components(coeffs, theta, batch, ratio) -> dict:
+def step_components(point: OperatingPoint, ratio) -> dict:
     """Mean-field step-time components for each ratio.
 
     Parameters
     ----------
-    coeffs : afdlib.costs.StepCoefficients
-    theta : float
-        Per-slot stationary mean load (tokens), >= 0.
-    batch : float
-        Slots per Attention worker B, > 0.
+    point : OperatingPoint
+        Coefficients, theta (tokens) and batch B (slots, > 0) are used.
     ratio : array_like
         Attention workers per FFN worker r, > 0.
 
@@ -97,40 +98,39 @@ def step_components(coeffs, theta, batch, ratio) -> dict:
         ``ffn`` (t_F = alpha_F r B + beta_F) and ``step`` (their maximum), all in s and with
         the shape of ``ratio``.
     """
-    coeffs, theta, batch = _operating_point(coeffs, theta, batch)
+    point = check_point(point)
     r = check_ratio(ratio)
-    t_a = np.full(r.shape, coeffs.attention_time(batch * theta))
-    t_c = np.asarray(coeffs.comm_time(r, batch), dtype=float)
-    t_f = np.asarray(coeffs.ffn_time(r, batch), dtype=float)
+    c, b = point.coeffs, point.batch
+    t_a = np.full(r.shape, point.mean_attention_time)
+    t_c = np.asarray(c.comm_time(batch=b, ratio=r), dtype=float)
+    t_f = np.asarray(c.ffn_time(batch=b, ratio=r), dtype=float)
     return {"attention": t_a, "communication": t_c, "ffn": t_f,
-            "step": np.maximum(np.maximum(t_a, t_c), t_f)}
+            "step": step_time(t_a, t_c, t_f)}
 
 
-def mean_field_step_time(coeffs, theta, batch, ratio) -> np.ndarray:
+def mean_field_step_time(point: OperatingPoint, ratio) -> np.ndarray:
     """Mean-field step time ``max{t_A, t_C(r), t_F(r)}`` (s); arguments as :func:`step_components`."""
-    return step_components(coeffs, theta, batch, ratio)["step"]
+    return step_components(point, ratio)["step"]
 
 
-def throughput_mean_field(coeffs, theta, batch, ratio, prices=None) -> np.ndarray:
-    """Mean-field throughput per instance ``Lambda(r) = r B / ((r + 1) tau(r))``.
+def throughput_mean_field(point: OperatingPoint, ratio) -> np.ndarray:
+    """Mean-field objective ``Lambda(r) = r B / ((r w_A + w_F) tau(r))``.
 
     Parameters
     ----------
-    coeffs, theta, batch, ratio
-        As for :func:`step_components` (``ratio`` may be any array of ratios > 0).
-    prices : InstancePrices, optional
-        Instance prices; the denominator becomes ``(r p_A + p_F) tau`` (tokens/s per price
-        unit). Default: equal prices of 1, i.e. tokens/s per instance.
+    point : OperatingPoint
+        Its objective gives the weights (equal weights of 1: tokens/s per instance,
+        ``r B / ((r + 1) tau)``; prices: tokens/s per price unit).
+    ratio : array_like
+        Ratios, > 0.
 
     Returns
     -------
     ndarray
-        Tokens per second per instance (or per price unit), shape of ``ratio``.
+        Tokens per second per instance (or per GPU, or per price unit), shape of ``ratio``.
     """
-    prices = as_prices(prices)
     r = check_ratio(ratio)
-    tau = mean_field_step_time(coeffs, theta, batch, r)
-    return prices.throughput(r, batch, tau)
+    return point.throughput(r, mean_field_step_time(point, r))
 
 
 @dataclass(frozen=True)
@@ -141,13 +141,15 @@ class MeanFieldRatio:
     ----------
     r_A : float
         ``(t_A - beta_F) / (alpha_F B)``: where the FFN time catches the attention time.
-    r_C : float
-        ``comm_scales_with="B"``: ``(t_C - beta_F) / (alpha_F B)``, where the FFN time catches
-        communication. ``"rB"``: ``(t_A - beta_C) / (alpha_C B)``, where communication
-        catches attention.
+    r_FC : float
+        ``(t_C - beta_F) / (alpha_F B)``: where the FFN time catches a communication time
+        that does not grow with r (``comm_scales_with="B"``; NaN otherwise).
+    r_CA : float
+        ``(t_A - beta_C) / (alpha_C B)``: where a communication time growing with r catches
+        the attention time (``"rB"`` with ``alpha_C > 0``; NaN otherwise).
     r_peak : float
         ``sqrt(pi beta_F / (alpha_F B))``, the stationary point of the FFN-bound curve
-        (``pi = p_F / p_A``, 1 for equal prices).
+        (``pi = w_F / w_A``, 1 for throughput per instance).
     r_peak_C : float
         ``sqrt(pi beta_C / (alpha_C B))``, the stationary point of the communication-bound
         curve (``"rB"`` only; NaN otherwise).
@@ -163,22 +165,23 @@ class MeanFieldRatio:
     regime : {"attention", "communication", "ffn"}
         The term that sets the step just below ``r_star``.
     formula : str
-        Which quantity ``r_star`` equals: ``"r_A"``, ``"r_C"``, ``"r_peak"``, ``"r_peak_C"``
-        or ``"r_CF"``.
+        Which quantity ``r_star`` equals: ``"r_A"``, ``"r_C"`` (the communication crossing
+        of the model, :attr:`r_C`), ``"r_peak"``, ``"r_peak_C"`` or ``"r_CF"``.
     comm_scales_with : str
         The communication model used.
     throughput : float
-        ``Lambda(r_star)`` (tokens/s per instance or per price unit).
+        ``Lambda(r_star)`` (tokens/s per instance, per GPU or per price unit).
     step_time : float
         ``tau(r_star)`` (s).
     t_A : float
         Mean-field attention time (s).
     price_ratio : float
-        ``p_F / p_A``.
+        ``pi = w_F / w_A`` of the objective (``p_F / p_A`` for prices).
     """
 
     r_A: float
-    r_C: float
+    r_FC: float
+    r_CA: float
     r_peak: float
     r_peak_C: float
     r_CF: float
@@ -193,9 +196,16 @@ class MeanFieldRatio:
     t_A: float
     price_ratio: float
 
+    @property
+    def r_C(self) -> float:
+        """The communication crossing of the model: :attr:`r_FC` for ``"B"`` (the FFN
+        catches communication), :attr:`r_CA` for ``"rB"`` (communication catches
+        attention). The ``r_C`` of ``afd provision`` and of the formula names."""
+        return self.r_FC if math.isnan(self.r_CA) else self.r_CA
+
     def to_dict(self) -> dict:
-        """Plain dict of the attributes."""
-        return asdict(self)
+        """Plain dict of the attributes (with ``r_C``)."""
+        return {**asdict(self), "r_C": self.r_C}
 
 
 def _envelope_peak(lines: dict, pi: float) -> tuple[float, str, str]:
@@ -228,19 +238,15 @@ def _envelope_peak(lines: dict, pi: float) -> tuple[float, str, str]:
     return crossing, left, "r_CF"
 
 
-def mean_field_ratio(coeffs, theta, batch, prices=None) -> MeanFieldRatio:
-    """Closed-form maximizer of the mean-field throughput per instance, and its regime.
+def mean_field_ratio(point: OperatingPoint) -> MeanFieldRatio:
+    """Closed-form maximizer of the mean-field objective, and its regime.
 
     Parameters
     ----------
-    coeffs : afdlib.costs.StepCoefficients
-        Step-time coefficients (s, s/token); ``comm_scales_with`` picks the communication model.
-    theta : float
-        Per-slot stationary mean load (tokens), >= 0.
-    batch : float
-        Slots per Attention worker B, > 0 (non-integers allowed, e.g. for derivatives).
-    prices : InstancePrices, optional
-        Instance prices for the cost-weighted objective (default: equal).
+    point : OperatingPoint
+        Coefficients (``comm_scales_with`` picks the communication model), theta (tokens),
+        batch B (> 0; non-integers allowed, e.g. for derivatives) and the objective (its
+        weight ratio ``pi`` scales the stationary points).
 
     Returns
     -------
@@ -249,39 +255,37 @@ def mean_field_ratio(coeffs, theta, batch, prices=None) -> MeanFieldRatio:
     Raises
     ------
     AfdInputError
-        On bad inputs, or when the step time vanishes as r -> 0 (no finite optimum).
+        When the step time vanishes as r -> 0 (no finite optimum).
     """
-    coeffs, theta, batch = _operating_point(coeffs, theta, batch)
-    prices = as_prices(prices)
-    pi = prices.ratio
-    t_a = float(coeffs.attention_time(batch * theta))
+    point = check_point(point)
+    coeffs, batch = point.coeffs, point.batch
+    pi = point.objective.weight_ratio
+    t_a = point.mean_attention_time
     f = coeffs.alpha_F * batch
     r_a = (t_a - coeffs.beta_F) / f
     r_peak = math.sqrt(pi * coeffs.beta_F / f)
-    r_peak_c = r_cf = math.nan
-    if comm_grows_with_ratio(coeffs):
+    r_fc = r_ca = r_peak_c = r_cf = math.nan
+    if coeffs.comm_grows_with_ratio:
         g = coeffs.alpha_C * batch
-        r_c = (t_a - coeffs.beta_C) / g
+        r_ca = (t_a - coeffs.beta_C) / g
         r_peak_c = math.sqrt(pi * coeffs.beta_C / g)
         if g != f:
             r_cf = (coeffs.beta_C - coeffs.beta_F) / (f - g)
         flat = {"attention": t_a}
         lines = {"communication": (g, coeffs.beta_C), "ffn": (f, coeffs.beta_F)}
-        crossings = {"r_A": r_a, "r_C": r_c}
     else:
-        t_c = float(coeffs.comm_time(1.0, batch))
-        r_c = (t_c - coeffs.beta_F) / f
+        t_c = float(coeffs.comm_time(batch=batch, ratio=1.0))
+        r_fc = (t_c - coeffs.beta_F) / f
         flat = {"attention": t_a, "communication": t_c}
         lines = {"ffn": (f, coeffs.beta_F)}
-        crossings = {"r_A": r_a, "r_C": r_c}
     flat_name = max(flat, key=lambda n: flat[n])      # ties: attention
     level = flat[flat_name]
     r_k = min((level - b) / s for s, b in lines.values())
     r_g, g_name, g_formula = _envelope_peak(lines, pi)
     if r_k >= r_g:
         r_star, regime = r_k, flat_name
-        if comm_grows_with_ratio(coeffs):
-            formula = "r_A" if crossings["r_A"] <= crossings["r_C"] else "r_C"
+        if coeffs.comm_grows_with_ratio:
+            formula = "r_A" if r_a <= r_ca else "r_C"
         else:
             formula = "r_A" if flat_name == "attention" else "r_C"
     else:
@@ -290,93 +294,21 @@ def mean_field_ratio(coeffs, theta, batch, prices=None) -> MeanFieldRatio:
         raise AfdInputError(
             "the step time vanishes as r -> 0 (attention, communication and beta_F are all 0), "
             "so the throughput has no maximum at a positive ratio")
-    tau = float(mean_field_step_time(coeffs, theta, batch, r_star))
-    lam = float(throughput_mean_field(coeffs, theta, batch, r_star, prices))
+    tau = float(mean_field_step_time(point, r_star))
+    lam = float(throughput_mean_field(point, r_star))
     return MeanFieldRatio(
-        r_A=r_a, r_C=r_c, r_peak=r_peak, r_peak_C=r_peak_c, r_CF=r_cf, r_crossing=r_k,
-        r_envelope_peak=r_g, r_star=r_star, regime=regime, formula=formula,
+        r_A=r_a, r_FC=r_fc, r_CA=r_ca, r_peak=r_peak, r_peak_C=r_peak_c, r_CF=r_cf,
+        r_crossing=r_k, r_envelope_peak=r_g, r_star=r_star, regime=regime, formula=formula,
         comm_scales_with=coeffs.comm_scales_with, throughput=lam, step_time=tau, t_A=t_a,
         price_ratio=pi)
 
 
 # ---------------------------------------------------------------------------
-# Direct numerical maximization and the best integer ratio
+# The best integer ratio, and where the regime switches
 # ---------------------------------------------------------------------------
 
 
-def maximize_ratio(objective, lo: float = 1e-3, hi: float = 1e6, *, grid: int = 4001,
-                   rtol: float = 1e-12) -> tuple[float, float]:
-    """Maximize ``objective(r)`` over ``[lo, hi]`` by a log-spaced grid and Brent refinement.
-
-    This is the *direct* maximization the closed forms are checked against: it only
-    evaluates the objective.
-
-    Parameters
-    ----------
-    objective : callable
-        Vectorized: maps an array of ratios to an array of values.
-    lo, hi : float
-        Search interval (0 < lo < hi).
-    grid : int
-        Number of log-spaced grid points.
-    rtol : float
-        Relative tolerance of the Brent refinement in r.
-
-    Returns
-    -------
-    r_best, value : float
-        The maximizer and the maximum.
-    """
-    lo = check_scalar("lo", lo, strict=True)
-    hi = check_scalar("hi", hi, strict=True)
-    if not hi > lo:
-        raise AfdInputError(f"need lo < hi, got [{lo:g}, {hi:g}]")
-    r = np.geomspace(lo, hi, int(grid))
-    v = np.asarray(objective(r), dtype=float)
-    i = int(np.nanargmax(v))
-    a, b = r[max(i - 1, 0)], r[min(i + 1, len(r) - 1)]
-    best_r, best_v = float(r[i]), float(v[i])
-    if b > a:
-        res = optimize.minimize_scalar(lambda x: -float(np.asarray(objective(np.array([x])))[0]),
-                                       bounds=(a, b), method="bounded",
-                                       options={"xatol": rtol * best_r, "maxiter": 500})
-        if -res.fun >= best_v:
-            best_r, best_v = float(res.x), float(-res.fun)
-    return best_r, best_v
-
-
-def best_integer_ratio(objective, max_ratio: int) -> tuple[int, np.ndarray]:
-    """The integer r in ``1 .. max_ratio`` with the largest objective (first one on ties).
-
-    Parameters
-    ----------
-    objective : callable
-        Vectorized objective of the ratio.
-    max_ratio : int
-        Largest ratio considered, >= 1.
-
-    Returns
-    -------
-    r_int : int
-    values : ndarray
-        The objective at ``1 .. max_ratio``.
-    """
-    max_ratio = _check_max_ratio(max_ratio)
-    ratios = np.arange(1, max_ratio + 1, dtype=float)
-    values = np.asarray(objective(ratios), dtype=float)
-    return int(np.argmax(values)) + 1, values
-
-
-def _check_max_ratio(max_ratio) -> int:
-    if isinstance(max_ratio, bool) or not isinstance(max_ratio, (int, np.integer)):
-        raise AfdInputError(f"max_ratio must be an integer >= 1, got {max_ratio!r}")
-    if max_ratio < 1:
-        raise AfdInputError(f"max_ratio must be >= 1, got {max_ratio}")
-    return int(max_ratio)
-
-
-def best_integer_mean_field(coeffs, theta, batch, max_ratio: int | None = None,
-                            prices=None) -> int:
+def best_integer_mean_field(point: OperatingPoint, *, max_ratio: int | None = None) -> int:
     """Best integer ratio of the mean-field model from the closed form.
 
     Lambda is unimodal with its maximum at ``r*``, so the best integer in ``[1, max_ratio]`` is
@@ -384,8 +316,7 @@ def best_integer_mean_field(coeffs, theta, batch, max_ratio: int | None = None,
 
     Parameters
     ----------
-    coeffs, theta, batch, prices
-        As for :func:`mean_field_ratio`.
+    point : OperatingPoint
     max_ratio : int, optional
         Largest admissible ratio (default: unbounded).
 
@@ -394,12 +325,22 @@ def best_integer_mean_field(coeffs, theta, batch, max_ratio: int | None = None,
     int
         The best integer ratio, >= 1 (the smaller one on an exact tie).
     """
-    prices = as_prices(prices)
-    r_star = mean_field_ratio(coeffs, theta, batch, prices).r_star
-    cap = math.inf if max_ratio is None else _check_max_ratio(max_ratio)
+    r_star = mean_field_ratio(point).r_star
+    cap = math.inf if max_ratio is None else check_int("max_ratio", max_ratio, minimum=1)
     candidates = sorted({min(max(math.floor(r_star), 1), cap), min(max(math.ceil(r_star), 1), cap)})
-    values = throughput_mean_field(coeffs, theta, batch, np.array(candidates, dtype=float), prices)
+    values = throughput_mean_field(point, np.array(candidates, dtype=float))
     return int(candidates[int(np.argmax(values))])
 
 
-__all__ += ["InstancePrices", "comm_grows_with_ratio"]
+def attention_bound_theta(point: OperatingPoint) -> float:
+    """Per-slot load at which the mean-field optimum turns attention-bound (tokens).
+
+    Where the crossing ``r_A`` reaches the FFN peak ``r_peak`` (communication not
+    binding): ``theta_switch = (beta_F - beta_A + sqrt(pi alpha_F B beta_F)) / (alpha_A B)``.
+    The ``theta`` of ``point`` is not used.
+    """
+    point = check_point(point)
+    c, b = point.coeffs, point.batch
+    pi = point.objective.weight_ratio
+    return float((c.beta_F - c.beta_A + np.sqrt(pi * c.alpha_F * b * c.beta_F))
+                 / (c.alpha_A * b))

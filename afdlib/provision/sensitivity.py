@@ -27,17 +27,13 @@ import math
 from dataclasses import dataclass
 
 from afdlib.errors import AfdInputError
-from afdlib.provision._common import (
-    InstancePrices,
-    as_prices,
-    check_coefficients,
-    check_scalar,
-)
+from afdlib.model import InstancePrices, OperatingPoint
 from afdlib.provision.barrier import barrier_ratio
-from afdlib.provision.meanfield import comm_grows_with_ratio, mean_field_ratio
+from afdlib.provision.meanfield import check_point, mean_field_ratio
+from afdlib.validate import check_choice, check_number
 
 __all__ = ["PARAMETERS", "Sensitivity", "mean_field_sensitivities", "numerical_sensitivities",
-           "perturb"]
+           "perturb", "SENSITIVITY_MODELS"]
 
 #: Inputs whose effect is reported, with their units.
 PARAMETERS = {
@@ -45,6 +41,8 @@ PARAMETERS = {
     "alpha_A": "s/token", "beta_A": "s", "alpha_F": "s/token", "beta_F": "s",
     "alpha_C": "s/token", "beta_C": "s", "price_attention": "price", "price_ffn": "price",
 }
+#: The models whose optimum :func:`numerical_sensitivities` differentiates.
+SENSITIVITY_MODELS = ("mean_field", "barrier")
 _COEFFS = ("alpha_A", "beta_A", "alpha_F", "beta_F", "alpha_C", "beta_C")
 
 
@@ -61,7 +59,7 @@ class Sensitivity:
     d_r_star : float
         ``d r* / d parameter`` (per unit of the parameter).
     d_throughput : float
-        ``d Lambda* / d parameter`` (tokens/s per instance, per unit of the parameter).
+        ``d Lambda* / d parameter`` (objective units, per unit of the parameter).
     r_star, throughput : float
         The optimum the derivatives are taken at.
     """
@@ -84,40 +82,36 @@ class Sensitivity:
         return self.value * self.d_throughput / self.throughput
 
 
-def _values(coeffs, theta, load_std, batch, prices) -> dict:
-    out = {name: getattr(coeffs, name) for name in _COEFFS}
-    out.update(theta=theta, load_std=load_std, batch=batch, price_attention=prices.attention,
-               price_ffn=prices.ffn)
+def _values(point: OperatingPoint) -> dict:
+    out = {name: getattr(point.coeffs, name) for name in _COEFFS}
+    out.update(theta=point.theta, load_std=point.load_std, batch=point.batch,
+               price_attention=point.prices.attention, price_ffn=point.prices.ffn)
     return out
 
 
-def mean_field_sensitivities(coeffs, theta, batch, prices=None) -> dict[str, Sensitivity]:
+def mean_field_sensitivities(point: OperatingPoint) -> dict[str, Sensitivity]:
     """Analytic derivatives of the mean-field ``r*`` and ``Lambda*`` with respect to every input.
 
     Parameters
     ----------
-    coeffs : afdlib.costs.StepCoefficients
-    theta : float
-        Per-slot mean load (tokens).
-    batch : float
-        Slots per Attention worker B (> 0; treated as a real number).
-    prices : InstancePrices, optional
+    point : OperatingPoint
+        Batch B is treated as a real number; ``load_std`` has no effect in the mean field
+        (reported with value 0). Prices matter only for the ``"price"`` objective.
 
     Returns
     -------
     dict of str -> Sensitivity
-        One entry per name in :data:`PARAMETERS` (``load_std`` has zero effect in the mean field).
+        One entry per name in :data:`PARAMETERS`.
     """
-    coeffs = check_coefficients(coeffs)
-    prices = as_prices(prices)
-    opt = mean_field_ratio(coeffs, theta, batch, prices)
-    theta = float(theta)
-    batch = float(batch)
-    c = coeffs
-    grows = comm_grows_with_ratio(c)
+    point = check_point(point)
+    opt = mean_field_ratio(point)
+    theta, batch = float(point.theta), float(point.batch)
+    c = point.coeffs
+    grows = c.comm_grows_with_ratio
     r = opt.r_star
-    pa, pf = prices.attention, prices.ffn
+    pa, pf = point.objective.weights
     pi = pf / pa
+    priced = point.objective.kind == "price"
     f, g = c.alpha_F * batch, c.alpha_C * batch
     # partial derivatives of the intermediates with respect to the inputs
     d_inter = {
@@ -128,7 +122,7 @@ def mean_field_sensitivities(coeffs, theta, batch, prices=None) -> dict[str, Sen
         "g": {"batch": c.alpha_C, "alpha_C": batch} if grows else {},
         "bF": {"beta_F": 1.0},
         "bC": {"beta_C": 1.0},
-        "pi": {"price_ffn": 1.0 / pa, "price_attention": -pf / pa**2},
+        "pi": {"price_ffn": 1.0 / pa, "price_attention": -pf / pa**2} if priced else {},
     }
     # partial derivatives of r* with respect to the intermediates, for its formula
     if opt.formula == "r_A":
@@ -153,7 +147,7 @@ def mean_field_sensitivities(coeffs, theta, batch, prices=None) -> dict[str, Sen
         step = {"slope": "f", "intercept": "bF", "s": f}
     T = opt.step_time
     lam = opt.throughput
-    values = _values(c, theta, 0.0, batch, prices)
+    values = _values(point.replace(load_std=0.0))
     out = {}
     for name in PARAMETERS:
         dr = sum(coef * d_inter[k].get(name, 0.0) for k, coef in d_r.items())
@@ -163,44 +157,42 @@ def mean_field_sensitivities(coeffs, theta, batch, prices=None) -> dict[str, Sen
             dT = (r * d_inter[step["slope"]].get(name, 0.0)
                   + d_inter[step["intercept"]].get(name, 0.0) + step["s"] * dr)
         dB = 1.0 if name == "batch" else 0.0
-        dpa = 1.0 if name == "price_attention" else 0.0
-        dpf = 1.0 if name == "price_ffn" else 0.0
+        dpa = 1.0 if name == "price_attention" and priced else 0.0
+        dpf = 1.0 if name == "price_ffn" and priced else 0.0
         dlog = dB / batch + dr / r - (r * dpa + pa * dr + dpf) / (pa * r + pf) - dT / T
         out[name] = Sensitivity(parameter=name, value=float(values[name]), d_r_star=float(dr),
                                 d_throughput=float(lam * dlog), r_star=r, throughput=lam)
     return out
 
 
-def perturb(coeffs, theta, load_std, batch, prices, name: str, value: float):
-    """Inputs with ``name`` set to ``value``: ``(coeffs, theta, load_std, batch, prices)``."""
+def perturb(point: OperatingPoint, name: str, value: float) -> OperatingPoint:
+    """The operating point with input ``name`` (see :data:`PARAMETERS`) set to ``value``."""
+    point = check_point(point)
+    value = check_number(name, value)
     if name in _COEFFS:
-        coeffs = dataclasses.replace(coeffs, **{name: value})
-    elif name == "theta":
-        theta = value
-    elif name == "load_std":
-        load_std = value
-    elif name == "batch":
-        batch = value
-    elif name == "price_attention":
+        return point.replace(coeffs=dataclasses.replace(point.coeffs, **{name: value}))
+    if name in ("theta", "load_std", "batch"):
+        return point.replace(**{name: value})
+    prices = point.prices
+    if name == "price_attention":
         prices = InstancePrices(attention=value, ffn=prices.ffn)
     elif name == "price_ffn":
         prices = InstancePrices(attention=prices.attention, ffn=value)
     else:
-        raise AfdInputError(f"unknown parameter {name!r} (known: {', '.join(PARAMETERS)})")
-    return coeffs, theta, load_std, batch, prices
+        raise AfdInputError(f"unknown parameter {name!r} (known: {', '.join(PARAMETERS)})",
+                            parameter="parameter")
+    return point.replace(objective=dataclasses.replace(point.objective, prices=prices))
 
 
-def numerical_sensitivities(coeffs, theta, batch, load_std: float = 0.0, prices=None, *,
-                            model: str = "mean_field", rel_step: float = 1e-5,
+def numerical_sensitivities(point: OperatingPoint, *, model: str = "mean_field",
+                            rel_step: float = 1e-5,
                             parameters=None) -> dict[str, Sensitivity]:
     """Central finite differences of the optimum ``r*`` and ``Lambda*``.
 
     Parameters
     ----------
-    coeffs, theta, batch, prices
-        As for :func:`mean_field_sensitivities`.
-    load_std : float
-        Per-slot load standard deviation (tokens), used by the barrier model.
+    point : OperatingPoint
+        Where the derivatives are taken (``load_std`` is used by the barrier model).
     model : {"mean_field", "barrier"}
         ``"mean_field"`` differentiates the closed form and ``Lambda(r*)``; ``"barrier"``
         re-optimizes the barrier model numerically at each perturbed input.
@@ -214,27 +206,24 @@ def numerical_sensitivities(coeffs, theta, batch, load_std: float = 0.0, prices=
     -------
     dict of str -> Sensitivity
     """
-    coeffs = check_coefficients(coeffs)
-    prices = as_prices(prices)
-    load_std = check_scalar("load_std", load_std)
-    if model not in ("mean_field", "barrier"):
-        raise AfdInputError(f"model must be 'mean_field' or 'barrier', got {model!r}")
+    point = check_point(point)
+    check_choice("model", model, SENSITIVITY_MODELS)
+    rel_step = check_number("rel_step", rel_step, minimum=0.0, strict=True)
 
-    def optimum(args):
-        c, th, ls, b, p = args
+    def optimum(p):
         if model == "mean_field":
-            opt = mean_field_ratio(c, th, b, p)
+            opt = mean_field_ratio(p)
             return opt.r_star, opt.throughput
-        res = barrier_ratio(c, th, ls, b, max_ratio=1, prices=p)
+        res = barrier_ratio(p, max_ratio=1)
         return res.r_star, res.throughput
 
     names = list(parameters or PARAMETERS)
     unknown = [n for n in names if n not in PARAMETERS]
     if unknown:
-        raise AfdInputError(f"unknown parameter {unknown[0]!r} (known: {', '.join(PARAMETERS)})")
-    base = (coeffs, theta, load_std, batch, prices)
-    r0, lam0 = optimum(base)
-    values = _values(coeffs, theta, load_std, batch, prices)
+        raise AfdInputError(f"unknown parameter {unknown[0]!r} (known: {', '.join(PARAMETERS)})",
+                            parameter="parameters")
+    r0, lam0 = optimum(point)
+    values = _values(point)
     out = {}
     for name in names:
         x = float(values[name])
@@ -242,8 +231,8 @@ def numerical_sensitivities(coeffs, theta, batch, load_std: float = 0.0, prices=
             out[name] = Sensitivity(name, x, math.nan, math.nan, r0, lam0)
             continue
         h = rel_step * abs(x)
-        r_hi, lam_hi = optimum(perturb(*base, name, x + h))
-        r_lo, lam_lo = optimum(perturb(*base, name, x - h))
+        r_hi, lam_hi = optimum(perturb(point, name, x + h))
+        r_lo, lam_lo = optimum(perturb(point, name, x - h))
         out[name] = Sensitivity(name, x, (r_hi - r_lo) / (2 * h), (lam_hi - lam_lo) / (2 * h),
                                 r0, lam0)
     return out

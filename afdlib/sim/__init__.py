@@ -1,5 +1,9 @@
 """The AFD simulator: the referee for the provisioning rules.
 
+It takes the step model from :mod:`afdlib.model` (stage and step times, the objective, so
+that it reports the figure the rules maximize, prices included) and never imports
+:mod:`afdlib.provision`, the rules it referees.
+
 Two engines over the same workload and step-time inputs:
 
 * :func:`simulate_step` -- synchronized steps with exact per-slot renewal dynamics and
@@ -19,16 +23,37 @@ per-worker loads; never per-step, per-slot state). The pipelined engine adds a P
 loop over steps and holds ``O(r * m * steps)`` numbers for ``m`` microbatches.
 """
 
-from afdlib.sim.bundle import INITS, Bundle
+from afdlib.sim.bundle import INITS, Bundle, RunOptions, check_run, worker_seeds
 from afdlib.sim.loads import LoadPath, load_path
 from afdlib.sim.pipeline import INTERCEPTS, simulate_pipeline
 from afdlib.sim.reference import simulate_reference
-from afdlib.sim.results import SimResult, StepRecords, autocorrelation_time, batch_means
+from afdlib.sim.results import (
+    SimResult,
+    StepRecords,
+    autocorrelation_time,
+    batch_means,
+    idle_fraction,
+    predicted_halfwidth,
+)
 from afdlib.sim.step import simulate_step
-from afdlib.sim.sweep import ENGINES, Replications, SweepResult, replicate, simulate, sweep
+from afdlib.sim.sweep import (
+    ENGINES,
+    Replications,
+    SweepResult,
+    replicate,
+    simulate,
+    sweep,
+    throughput_gap,
+)
 
 __all__ = [
     "Bundle",
+    "RunOptions",
+    "check_run",
+    "worker_seeds",
+    "idle_fraction",
+    "predicted_halfwidth",
+    "throughput_gap",
     "INITS",
     "INTERCEPTS",
     "ENGINES",

@@ -31,13 +31,13 @@ import math
 import numpy as np
 
 from afdlib.errors import AfdInputError
-from afdlib.sim.bundle import Bundle, check_int, check_run, check_workload, worker_seeds
+from afdlib.model import INTERCEPTS, intercept_share
+from afdlib.sim.bundle import Bundle, check_run, worker_seeds
 from afdlib.sim.loads import load_path
 from afdlib.sim.results import SimResult, summarize
+from afdlib.validate import check_int
 
 __all__ = ["simulate_pipeline", "pipeline_completion_times", "INTERCEPTS", "microbatch_sizes"]
-
-INTERCEPTS = ("per_microbatch", "per_step")
 
 
 def microbatch_sizes(batch: int, microbatches: int) -> np.ndarray:
@@ -216,31 +216,24 @@ def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps:
     AfdInputError
         On bad input, e.g. ``m < 2`` or ``m > B``.
     """
-    workload = check_workload(workload)
-    if not isinstance(bundle, Bundle):
-        raise AfdInputError(f"bundle must be a Bundle, got {type(bundle).__name__}")
-    steps, warmup, init = check_run(steps, warmup, init)
-    if n_batches is not None:
-        n_batches = check_int("n_batches", n_batches, minimum=2)
+    run = check_run(workload, bundle, steps=steps, warmup=warmup, init=init, replay=replay,
+                    n_batches=n_batches)
+    steps, warmup = run.steps, run.warmup
     m = check_int("microbatches m", microbatches, minimum=2)
     if m > bundle.batch:
-        raise AfdInputError(f"microbatches m ({m}) must be <= batch B ({bundle.batch})")
-    if intercepts not in INTERCEPTS:
-        raise AfdInputError(f"intercepts must be one of {', '.join(INTERCEPTS)}, "
-                            f"got {intercepts!r}")
+        raise AfdInputError(f"microbatches m ({m}) must be <= batch B ({bundle.batch})",
+                            parameter="microbatches")
+    share = intercept_share(intercepts, m)
     r, b, c = bundle.ratio, bundle.batch, bundle.coeffs
-    share = 1.0 if intercepts == "per_microbatch" else 1.0 / m
     sizes = microbatch_sizes(b, m)
     slot_group = np.repeat(np.arange(m), sizes)
     path = load_path(workload, worker_seeds(seed, r), b, steps, slot_group=slot_group,
-                     init=init, replay=replay)
+                     init=run.init, replay=run.replay)
     mb_loads = path.loads  # (r*m, steps), group w*m + k
-    att = np.ascontiguousarray(mb_loads.T) * c.alpha_A  # (steps, r*m), C order
-    att += c.beta_A * share
-    att = att.reshape(steps, r, m)
-    tokens = sizes * (r if c.comm_scales_with == "rB" else 1)
-    t_comm = (c.alpha_C * tokens + c.beta_C * share).tolist()
-    t_ffn = (c.alpha_F * r * sizes + c.beta_F * share).tolist()
+    att = c.attention_time(np.ascontiguousarray(mb_loads.T),  # (steps, r*m), C order
+                           intercept_scale=share).reshape(steps, r, m)
+    t_comm = c.comm_time(batch=sizes, ratio=r, intercept_scale=share).tolist()
+    t_ffn = c.ffn_time(batch=sizes, ratio=r, intercept_scale=share).tolist()
 
     done = pipeline_completion_times(att, t_comm, t_ffn)
     step_time = np.diff(done, prepend=0.0)
@@ -249,9 +242,8 @@ def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps:
     measured = steps - warmup
     elapsed = float(done[-1] - (done[warmup - 1] if warmup else 0.0))
     return summarize(
-        engine="pipeline", bundle=bundle, steps=steps, warmup=warmup, init=init,
-        lengths="replay" if replay else "resample", microbatches=m,
+        engine="pipeline", bundle=bundle, run=run, microbatches=m,
         step_time=step_time, loads=loads, attention_time=worker_att,
         attention_busy=float(worker_att[:, warmup:].sum()), comm_busy=sum(t_comm) * measured,
         ffn_busy=sum(t_ffn) * measured, elapsed=elapsed, requests=path.requests,
-        record=record, n_batches=n_batches)
+        record=record)

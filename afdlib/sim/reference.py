@@ -5,16 +5,18 @@ This is what one writes first: hold every slot's context and remaining decode st
 requests. It shares no code with :mod:`afdlib.sim.loads` (no renewal jumps, no cumulative
 sums) and uses its own single random stream, so agreement between the two is evidence,
 not an identity. Its cost is ``O(r * B)`` per step; the benchmark uses it as the baseline.
+It shares with the engines only the step model (:mod:`afdlib.model`), the run check and the
+summary statistics.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from afdlib.errors import AfdInputError
-from afdlib.sim.bundle import Bundle, check_run, check_workload
-from afdlib.sim.results import SimResult, StepRecords, _fraction, batch_means
-from afdlib.workload import JointLengths, sample_stationary_slots
+from afdlib.model import step_time
+from afdlib.sim.bundle import Bundle, check_run
+from afdlib.sim.results import SimResult, summarize
+from afdlib.workload import sample_stationary_slots
 
 __all__ = ["simulate_reference"]
 
@@ -51,12 +53,9 @@ def simulate_reference(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
     SimResult
         With ``engine="reference"``.
     """
-    workload = check_workload(workload)
-    if not isinstance(bundle, Bundle):
-        raise AfdInputError(f"bundle must be a Bundle, got {type(bundle).__name__}")
-    steps, warmup, init = check_run(steps, warmup, init)
-    if replay and not isinstance(workload, JointLengths):
-        raise AfdInputError("replay needs a trace (rows of requests), not length laws")
+    run = check_run(workload, bundle, steps=steps, warmup=warmup, init=init, replay=replay,
+                    n_batches=n_batches)
+    steps, warmup = run.steps, run.warmup
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     r, b, c = bundle.ratio, bundle.batch, bundle.coeffs
     n = r * b
@@ -72,15 +71,10 @@ def simulate_reference(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
     ctx = np.asarray(ctx, dtype=np.int64).reshape(r, b)
     rem = np.asarray(rem, dtype=np.int64).reshape(r, b)
 
-    t_c = float(c.comm_time(r, b))
-    t_f = float(c.ffn_time(r, b))
-    tau = np.empty(steps)
     loads = np.empty((steps, r))
     requests = 0
     for s in range(steps):
-        load = ctx.sum(axis=1)
-        loads[s] = load
-        tau[s] = max(float((c.alpha_A * load + c.beta_A).max()), t_c, t_f)
+        loads[s] = ctx.sum(axis=1)
         ctx += 1
         rem -= 1
         finished = rem == 0
@@ -95,22 +89,13 @@ def simulate_reference(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
             ctx[finished] = p
             rem[finished] = d
             requests += k if s + 1 < steps else 0
-    attention = c.alpha_A * loads + c.beta_A
+    t_c, t_f = bundle.comm_time, bundle.ffn_time
+    attention = c.attention_time(loads).T  # (r, steps), workers as rows like the engines
+    tau = step_time(attention.max(axis=0), t_c, t_f)
     kept = tau[warmup:]
-    mean, lo, hi = batch_means(kept, n_batches)
-    scale = r * b / (r + 1)
-    elapsed = kept.sum()
-    return SimResult(
-        engine="reference", ratio=r, batch=b, steps=steps, warmup=warmup, init=init,
-        lengths="replay" if replay else "resample", microbatches=1,
-        mean_step_time=mean, step_time_ci95=(lo, hi),
-        throughput_per_instance=scale / mean, throughput_ci95=(scale / hi, scale / lo),
-        attention_idle=_fraction(1 - attention[warmup:].sum() / (r * elapsed)),
-        comm_idle=_fraction(1 - t_c * kept.size / elapsed),
-        ffn_idle=_fraction(1 - t_f * kept.size / elapsed),
-        barrier_overhead=float(np.mean(attention[warmup:].max(axis=1)
-                                       - attention[warmup:].mean(axis=1))),
-        mean_load=float(loads[warmup:].mean()), load_std=float(loads[warmup:].std()),
-        requests=requests,
-        records=StepRecords(tau, loads, attention) if record else None,
-    )
+    measured = kept.size
+    return summarize(
+        engine="reference", bundle=bundle, run=run, microbatches=1, step_time=tau,
+        loads=loads.T, attention_time=attention,
+        attention_busy=float(attention[:, warmup:].sum()), comm_busy=t_c * measured,
+        ffn_busy=t_f * measured, elapsed=float(kept.sum()), requests=requests, record=record)

@@ -20,7 +20,8 @@ from scipy import stats
 
 from afdlib.errors import AfdInputError
 
-__all__ = ["SimResult", "StepRecords", "batch_means", "autocorrelation_time"]
+__all__ = ["SimResult", "StepRecords", "batch_means", "autocorrelation_time", "idle_fraction",
+           "predicted_halfwidth", "summarize"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +70,13 @@ class SimResult:
         ``r B / ((r + 1) E[tau])`` (tokens/s per instance).
     throughput_ci95 : tuple of float
         Its 95% interval (tokens/s per instance).
+    throughput : float
+        The bundle's objective, ``r B / ((r w_A + w_F) E[tau])``: the figure the rules
+        maximize (equal to ``throughput_per_instance`` for the default objective).
+    objective_ci95 : tuple of float
+        Its 95% interval.
+    throughput_unit : str
+        Unit of ``throughput`` (e.g. ``"tokens/s per price unit"``).
     attention_idle, comm_idle, ffn_idle : float
         Fraction of time an Attention worker (averaged over workers), the communication
         link, and the FFN worker are idle.
@@ -96,6 +104,9 @@ class SimResult:
     step_time_ci95: tuple[float, float]
     throughput_per_instance: float
     throughput_ci95: tuple[float, float]
+    throughput: float
+    objective_ci95: tuple[float, float]
+    throughput_unit: str
     attention_idle: float
     comm_idle: float
     ffn_idle: float
@@ -140,6 +151,7 @@ class SimResult:
         out["measured_steps"] = self.measured_steps
         out["step_time_ci95"] = list(self.step_time_ci95)
         out["throughput_ci95"] = list(self.throughput_ci95)
+        out["objective_ci95"] = list(self.objective_ci95)
         return out
 
 
@@ -221,36 +233,62 @@ def autocorrelation_time(x, *, window: float = 5.0) -> float:
     return float(max(tau[m], 1.0 / n))
 
 
-def _fraction(x: float) -> float:
+def idle_fraction(x: float) -> float:
     """An idle fraction, with rounding noise around 0 (an always busy resource) set to 0."""
     x = float(x)
     return 0.0 if abs(x) < 1e-9 else x
 
 
-def summarize(*, engine, bundle, steps, warmup, init, lengths, microbatches, step_time,
-              loads, attention_time, attention_busy, comm_busy, ffn_busy, elapsed,
-              requests, record, n_batches) -> SimResult:
-    """Build a :class:`SimResult` from per-step arrays (internal to the engines).
+def predicted_halfwidth(cv: float, correlation_time: float, steps, *,
+                        z: float = 1.96) -> np.ndarray:
+    """Relative half-width of a confidence interval for a mean over ``steps`` correlated steps.
 
-    ``step_time`` (steps,), ``loads`` and ``attention_time`` (r, steps: workers are rows)
-    cover all steps; the busy totals (s, summed over measured steps; attention summed
-    over workers) and ``elapsed`` (s) cover the measured steps only.
+    ``z cv sqrt(tau_int / n)``: the variance of a mean of n steps is about
+    ``Var(tau) tau_int / n`` (see :func:`autocorrelation_time`).
+
+    Parameters
+    ----------
+    cv : float
+        Coefficient of variation of the step time (dimensionless).
+    correlation_time : float
+        Integrated autocorrelation time ``tau_int`` (steps).
+    steps : array_like
+        Measured steps n.
+    z : float
+        Normal quantile (1.96 for 95%).
     """
+    return z * cv * np.sqrt(correlation_time / np.asarray(steps, dtype=float))
+
+
+def summarize(*, engine, bundle, run, microbatches, step_time, loads, attention_time,
+              attention_busy, comm_busy, ffn_busy, elapsed, requests, record) -> SimResult:
+    """Build a :class:`SimResult` from per-step arrays (the engines' common ending).
+
+    ``run`` is the engine's :class:`afdlib.sim.bundle.RunOptions`. ``step_time`` (steps,),
+    ``loads`` and ``attention_time`` (r, steps: workers are rows) cover all steps; the busy
+    totals (s, summed over measured steps; attention summed over workers) and ``elapsed``
+    (s) cover the measured steps only.
+    """
+    warmup = run.warmup
     tau = step_time[warmup:]
-    mean, lo, hi = batch_means(tau, n_batches)
+    mean, lo, hi = batch_means(tau, run.n_batches)
     att = attention_time[:, warmup:]
     barrier = float(np.mean(att.max(axis=0) - att.mean(axis=0)))
     w_loads = loads[:, warmup:]
     load_mean = float(w_loads.mean())
     return SimResult(
-        engine=engine, ratio=bundle.ratio, batch=bundle.batch, steps=steps, warmup=warmup,
-        init=init, lengths=lengths, microbatches=microbatches,
+        engine=engine, ratio=bundle.ratio, batch=bundle.batch, steps=run.steps, warmup=warmup,
+        init=run.init, lengths=run.lengths, microbatches=microbatches,
         mean_step_time=mean, step_time_ci95=(lo, hi),
-        throughput_per_instance=float(bundle.throughput(mean)),
-        throughput_ci95=(float(bundle.throughput(hi)), float(bundle.throughput(lo))),
-        attention_idle=_fraction(1.0 - attention_busy / (bundle.ratio * elapsed)),
-        comm_idle=_fraction(1.0 - comm_busy / elapsed),
-        ffn_idle=_fraction(1.0 - ffn_busy / elapsed),
+        throughput_per_instance=float(bundle.throughput_per_instance(mean)),
+        throughput_ci95=(float(bundle.throughput_per_instance(hi)),
+                         float(bundle.throughput_per_instance(lo))),
+        throughput=float(bundle.throughput(mean)),
+        objective_ci95=(float(bundle.throughput(hi)), float(bundle.throughput(lo))),
+        throughput_unit=bundle.objective.unit,
+        attention_idle=idle_fraction(1.0 - attention_busy / (bundle.ratio * elapsed)),
+        comm_idle=idle_fraction(1.0 - comm_busy / elapsed),
+        ffn_idle=idle_fraction(1.0 - ffn_busy / elapsed),
         barrier_overhead=barrier,
         mean_load=load_mean, load_std=float(np.sqrt(np.mean((w_loads - load_mean) ** 2))),
         requests=int(requests),

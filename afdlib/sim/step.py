@@ -13,10 +13,8 @@ proportional to the number of requests, not to slots times steps.
 
 from __future__ import annotations
 
-import numpy as np
-
-from afdlib.errors import AfdInputError
-from afdlib.sim.bundle import Bundle, check_int, check_run, check_workload, worker_seeds
+from afdlib.model import step_time
+from afdlib.sim.bundle import Bundle, check_run, worker_seeds
 from afdlib.sim.loads import load_path
 from afdlib.sim.results import SimResult, summarize
 
@@ -63,26 +61,19 @@ def simulate_step(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
     AfdInputError
         On a bad workload, bundle or run option.
     """
-    workload = check_workload(workload)
-    if not isinstance(bundle, Bundle):
-        raise AfdInputError(f"bundle must be a Bundle, got {type(bundle).__name__}")
-    steps, warmup, init = check_run(steps, warmup, init)
-    if n_batches is not None:
-        n_batches = check_int("n_batches", n_batches, minimum=2)
+    run = check_run(workload, bundle, steps=steps, warmup=warmup, init=init, replay=replay,
+                    n_batches=n_batches)
     r, b, c = bundle.ratio, bundle.batch, bundle.coeffs
-    path = load_path(workload, worker_seeds(seed, r), b, steps, init=init, replay=replay)
+    path = load_path(workload, worker_seeds(seed, r), b, run.steps, init=run.init,
+                     replay=run.replay)
     loads = path.loads  # (r, steps), float64, exact integers
-    attention = loads * c.alpha_A
-    attention += c.beta_A
+    attention = c.attention_time(loads)
     t_c, t_f = bundle.comm_time, bundle.ffn_time
-    tau = attention.max(axis=0)
-    np.maximum(tau, max(t_c, t_f), out=tau)
-    measured = steps - warmup
-    elapsed = float(tau[warmup:].sum())
+    tau = step_time(attention.max(axis=0), t_c, t_f)
+    measured = run.steps - run.warmup
+    elapsed = float(tau[run.warmup:].sum())
     return summarize(
-        engine="step", bundle=bundle, steps=steps, warmup=warmup, init=init,
-        lengths="replay" if replay else "resample", microbatches=1,
+        engine="step", bundle=bundle, run=run, microbatches=1,
         step_time=tau, loads=loads, attention_time=attention,
-        attention_busy=float(attention[:, warmup:].sum()), comm_busy=t_c * measured,
-        ffn_busy=t_f * measured, elapsed=elapsed, requests=path.requests, record=record,
-        n_batches=n_batches)
+        attention_busy=float(attention[:, run.warmup:].sum()), comm_busy=t_c * measured,
+        ffn_busy=t_f * measured, elapsed=elapsed, requests=path.requests, record=record)

@@ -1,4 +1,4 @@
-"""Run an engine by name, and sweep it over a range of ratios."""
+"""Run an engine by name, sweep it over a range of ratios, and pool replications."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import numpy as np
 from scipy import stats
 
 from afdlib.errors import AfdInputError
-from afdlib.sim.bundle import Bundle, check_int
+from afdlib.model import OperatingPoint
+from afdlib.sim.bundle import Bundle
 from afdlib.sim.pipeline import simulate_pipeline
 from afdlib.sim.progress import ProgressBar
 from afdlib.sim.results import SimResult
 from afdlib.sim.step import simulate_step
+from afdlib.validate import check_choice, check_int, check_type
 
-__all__ = ["ENGINES", "simulate", "sweep", "SweepResult", "replicate", "Replications"]
+__all__ = ["ENGINES", "simulate", "sweep", "SweepResult", "replicate", "Replications",
+           "throughput_gap"]
 
 ENGINES = ("step", "pipeline")
 
@@ -34,12 +37,11 @@ def simulate(workload, bundle: Bundle, *, engine: str = "step", microbatches: in
     **options
         ``steps``, ``seed``, ``init``, ``replay``, ``warmup``, ``record``, ``n_batches``.
     """
+    check_choice("engine", engine, ENGINES)
     if engine == "step":
         return simulate_step(workload, bundle, **options)
-    if engine == "pipeline":
-        return simulate_pipeline(workload, bundle, microbatches=microbatches,
-                                 intercepts=intercepts, **options)
-    raise AfdInputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return simulate_pipeline(workload, bundle, microbatches=microbatches,
+                             intercepts=intercepts, **options)
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,17 +61,23 @@ class SweepResult:
 
     @property
     def throughput(self) -> np.ndarray:
+        """The objective at each ratio (the rules' figure: tokens/s per instance for the
+        default objective, else per GPU or per price unit)."""
+        return np.array([x.throughput for x in self.results])
+
+    @property
+    def throughput_ci95(self) -> np.ndarray:
+        """Intervals of :attr:`throughput`, shape (ratios, 2)."""
+        return np.array([x.objective_ci95 for x in self.results])
+
+    @property
+    def throughput_per_instance(self) -> np.ndarray:
         """Throughput per instance at each ratio (tokens/s per instance)."""
         return np.array([x.throughput_per_instance for x in self.results])
 
     @property
-    def throughput_ci95(self) -> np.ndarray:
-        """Intervals, shape (ratios, 2) (tokens/s per instance)."""
-        return np.array([x.throughput_ci95 for x in self.results])
-
-    @property
     def best_ratio(self) -> int:
-        """The ratio with the highest simulated throughput per instance."""
+        """The ratio with the highest simulated objective."""
         return int(self.ratios[int(np.argmax(self.throughput))])
 
     def column(self, name: str) -> np.ndarray:
@@ -85,7 +93,7 @@ class SweepResult:
                 for r, x in zip(self.ratios, self.results, strict=True)]
 
 
-def sweep(workload, batch: int, coeffs, ratios, *, engine: str = "step", seed=0,
+def sweep(workload, point: OperatingPoint, ratios, *, engine: str = "step", seed=0,
           progress: bool | None = False, stream=None, **options) -> SweepResult:
     """Simulate the bundle at each ratio with common random numbers.
 
@@ -96,9 +104,9 @@ def sweep(workload, batch: int, coeffs, ratios, *, engine: str = "step", seed=0,
     Parameters
     ----------
     workload : IndependentLengths or JointLengths
-    batch : int
-        Slots per Attention worker, B.
-    coeffs : StepCoefficients
+    point : OperatingPoint
+        Its coefficients, integer batch B and objective define the bundle (theta and
+        load_std are the rules' summary of the workload; the simulator uses the workload).
     ratios : iterable of int
         Ratios to simulate, each >= 1 (sorted, duplicates dropped).
     engine : {"step", "pipeline"}
@@ -116,16 +124,17 @@ def sweep(workload, batch: int, coeffs, ratios, *, engine: str = "step", seed=0,
     -------
     SweepResult
     """
+    check_type("point", point, OperatingPoint, "an afdlib.model.OperatingPoint")
     if isinstance(seed, np.random.Generator):
         raise AfdInputError("sweep needs a reproducible seed (int or SeedSequence) so that "
-                            "every ratio sees the same requests")
+                            "every ratio sees the same requests", parameter="seed")
     values = sorted({check_int("ratio r", r, minimum=1) for r in ratios})
     if not values:
-        raise AfdInputError("no ratios to sweep")
+        raise AfdInputError("no ratios to sweep", parameter="ratios")
     results = []
     with ProgressBar(len(values), stream=stream, enabled=progress, label="sweep ") as bar:
         for r in values:
-            results.append(simulate(workload, Bundle(r, batch, coeffs), engine=engine,
+            results.append(simulate(workload, Bundle.at(point, r), engine=engine,
                                     seed=seed, **options))
             bar.update(1, note=f"r={r}")
     return SweepResult(np.array(values), tuple(results))
@@ -148,6 +157,8 @@ class Replications:
         ``r B / ((r + 1) mean_step_time)`` (tokens/s per instance).
     throughput_ci95 : tuple of float
         Its interval (tokens/s per instance).
+    throughput : float
+        The bundle's objective at ``mean_step_time``.
     """
 
     results: tuple[SimResult, ...]
@@ -155,6 +166,7 @@ class Replications:
     step_time_ci95: tuple[float, float]
     throughput_per_instance: float
     throughput_ci95: tuple[float, float]
+    throughput: float
 
 
 def replicate(workload, bundle: Bundle, replications: int, *, engine: str = "step", seed=0,
@@ -187,5 +199,24 @@ def replicate(workload, bundle: Bundle, replications: int, *, engine: str = "ste
     mean = float(means.mean())
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * means.std(ddof=1) / math.sqrt(n))
     lo, hi = mean - half, mean + half
-    return Replications(results, mean, (lo, hi), float(bundle.throughput(mean)),
-                        (float(bundle.throughput(hi)), float(bundle.throughput(lo))))
+    return Replications(results, mean, (lo, hi), float(bundle.throughput_per_instance(mean)),
+                        (float(bundle.throughput_per_instance(hi)),
+                         float(bundle.throughput_per_instance(lo))),
+                        float(bundle.throughput(mean)))
+
+
+def throughput_gap(other: Replications, base: Replications) -> tuple[float, float]:
+    """Relative throughput difference of two sets of replications, with a 95% half-width.
+
+    Returns
+    -------
+    gap : float
+        ``other / base - 1`` of the throughput per instance.
+    halfwidth : float
+        ``hypot`` of the two runs' relative step-time half-widths: independent replications
+        add their variances.
+    """
+    gap = other.throughput_per_instance / base.throughput_per_instance - 1
+    half = np.hypot(*[(x.step_time_ci95[1] - x.step_time_ci95[0]) / (2 * x.mean_step_time)
+                      for x in (other, base)])
+    return float(gap), float(half)
