@@ -17,7 +17,7 @@ import pytest
 
 from afdlib import fetch
 from afdlib.costs import kerneldb, load_model, measured, model_names
-from afdlib.costs.presets import data_dir
+from afdlib.costs.presets import preset_dir
 from afdlib.errors import AfdInputError
 
 needs_tables = pytest.mark.skipif(not os.environ.get(kerneldb.ENV_VAR),
@@ -25,7 +25,7 @@ needs_tables = pytest.mark.skipif(not os.environ.get(kerneldb.ENV_VAR),
 
 
 def committed():
-    return measured.load_fits(data_dir() / "fits" / measured.FITS_FILE)
+    return measured.load_fits(preset_dir() / "fits" / measured.FITS_FILE)
 
 
 def test_kerneldb_dir_errors_are_clear(monkeypatch, tmp_path):
@@ -127,7 +127,7 @@ def test_committed_file_has_the_done_when_fits():
     for role, model in [("attention", "qwen3-235b-a22b"), ("attention", "deepseek-v3"),
                         ("ffn", "deepseek-v3"), ("comm", "deepseek-v3")]:
         assert measured.find_fit(fits, role, "h200_sxm", model) is not None
-    text = (data_dir() / "fits" / measured.FITS_FILE).read_text()
+    text = (preset_dir() / "fits" / measured.FITS_FILE).read_text()
     assert "095f58a51c4ca8e61b66ec108d86f223f8d559ce" in text
 
 

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import simpy  # in the [test] extra: the one independent check of the pipeline recursion
 from scipy import stats
 
 from afdlib.errors import AfdInputError
@@ -107,7 +108,6 @@ def test_deterministic_bundle_matches_the_closed_form():
 
 def _simpy_pipeline(attention, comm, ffn):
     """The same pipeline written as a SimPy process model (an independent check)."""
-    simpy = pytest.importorskip("simpy")
     steps, r, m = attention.shape
     env = simpy.Environment()
     workers = [simpy.Resource(env, capacity=1) for _ in range(r)]

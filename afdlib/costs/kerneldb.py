@@ -38,7 +38,7 @@ import numpy as np
 
 from afdlib import fetch
 from afdlib.costs.specs import ModelSpec
-from afdlib.errors import AfdInputError
+from afdlib.errors import AfdInputError, MissingMeasurement
 
 __all__ = ["ENV_VAR", "SYSTEMS", "LOCAL_ONLY", "local_kerneldb_dir", "table_names",
            "table_path", "system_file", "read_table", "Points", "attention_points",
@@ -97,21 +97,23 @@ def table_path(system: str, table: str, *, root=None, download: bool = True) -> 
 
     Raises
     ------
+    MissingMeasurement
+        For a table the system does not have or that is not in ``root`` ("no such kernel
+        table").
     AfdInputError
-        For an unknown system, a table the system does not have or that is not in ``root``
-        ("no such kernel table"), a local copy with another hash, a local-only system
+        For an unknown system, a local copy with another hash, a local-only system
         without ``AFDLIB_KERNELDB_DIR``, or a failed download.
     """
     _check_system(system)
     name = f"kerneldb/{system}/{table}"
     if name not in fetch.REGISTRY or table == "system":
-        raise AfdInputError(f"{system}/{table}: no such kernel table (known for {system}: "
+        raise MissingMeasurement(f"{system}/{table}: no such kernel table (known for {system}: "
                             f"{', '.join(table_names(system))})")
     if root is not None:
         folder = local_kerneldb_dir(root)
         found = fetch.find_local(fetch.entry(name), folder)
         if found is None:
-            raise AfdInputError(f"{folder / system / table}.csv.gz: no such kernel table "
+            raise MissingMeasurement(f"{folder / system / table}.csv.gz: no such kernel table "
                                 "(nor .parquet)")
         return found
     return fetch.fetch(name, download=download)
@@ -241,7 +243,7 @@ def _kv_name(model: ModelSpec, system: str) -> str:
 
 def _nonempty(points: Points, what: str, system: str) -> Points:
     if len(points) == 0:
-        raise AfdInputError(f"{system}: no measured {what} rows for {points.config}")
+        raise MissingMeasurement(f"{system}: no measured {what} rows for {points.config}")
     return points
 
 

@@ -21,7 +21,7 @@ objects, so presets work without the tables. Code that *uses* the fits reads the
 and :class:`CommFit` entries (:func:`fit_entry` converts one JSON object).
 
 A configuration without measurements is skipped by :func:`fit_all` on a
-:class:`afdlib.errors.MissingMeasurement` (or a missing table file), never on the text of
+:class:`afdlib.errors.MissingMeasurement`, never on the text of
 an error message.
 """
 
@@ -122,11 +122,9 @@ def fit_comm_entry(system: str, model: ModelSpec, *, root=None) -> dict:
 
 
 def is_missing_measurement(exc: BaseException) -> bool:
-    """True if ``exc`` says that a configuration has no measurement: a
-    :class:`~afdlib.errors.MissingMeasurement`, or an input error raised while a kernel
-    table file did not exist (its context is the ``FileNotFoundError``)."""
-    return isinstance(exc, MissingMeasurement) or (
-        isinstance(exc, AfdInputError) and isinstance(exc.__context__, FileNotFoundError))
+    """True if ``exc`` says that a configuration has no measurement (a
+    :class:`~afdlib.errors.MissingMeasurement`: no such kernel table, or no measured row)."""
+    return isinstance(exc, MissingMeasurement)
 
 
 def _if_measured(fit, *args, **kwargs) -> list[dict]:

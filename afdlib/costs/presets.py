@@ -83,7 +83,7 @@ _MAX_TOKENS = 1.0e7
 def preset_dir() -> Path:
     """Folder holding the presets: ``models/``, ``hardware/`` and ``fits/``.
 
-    (Not :func:`afdlib.traces.data_dir`, the folder of local request traces.)
+    (Not :func:`afdlib.traces.local_trace_dir`, the folder of local request traces.)
 
     Raises
     ------
@@ -97,9 +97,6 @@ def preset_dir() -> Path:
     raise AfdInputError("preset data not found: expected afdlib/_data or the repository's "
                         "data/ folder with models/ and hardware/")
 
-
-#: Former name of :func:`preset_dir`, kept while tests/test_costs_kerneldb.py still uses it.
-data_dir = preset_dir
 
 
 def _names(kind: str) -> list[str]:
