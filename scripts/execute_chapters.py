@@ -30,6 +30,8 @@ def execute(path: Path, timeout: int) -> float:
                             store_widget_state=True)
     client.execute()
     elapsed = time.perf_counter() - start
+    for cell in nb.cells:  # execution timestamps only add noise to the notebooks' diffs
+        cell.metadata.pop("execution", None)
     nbformat.write(nb, path)
     return elapsed
 
