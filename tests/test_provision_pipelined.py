@@ -28,12 +28,15 @@ from afdlib.sim.pipeline import microbatch_sizes as engine_sizes
 from afdlib.sim.pipeline import pipeline_completion_times
 from afdlib.workload import DiscretizedLognormal, Geometric, IndependentLengths, JointLengths
 
-#: lcm(1..8): a window of steps that holds a whole number of periods of any critical
-#: circuit of up to 8 tokens (m <= 4 has circuits of at most 7)
-PERIOD = 840
+#: lcm(1..10). After its transient the engine is periodic, with a period that divides the
+#: tokens (steps) of a critical circuit. An elementary circuit of the precedence graph has
+#: at most m + r + 3 tokens (one per combine -> attention arc, each leaving a different
+#: combine node, and one per wrap-around arc, each leaving a different last node of a
+#: resource), so with r + m <= 7 this window holds a whole number of periods.
+PERIOD = 2520
 
 
-def engine_cycle_time(attention, comm, ffn, steps=4000):
+def engine_cycle_time(attention, comm, ffn, steps=6000):
     """Mean step time of the engine's periodic regime with the same times every step."""
     a = np.broadcast_to(np.asarray(attention, float), (steps,) + np.shape(attention))
     done = pipeline_completion_times(a, comm, ffn)
@@ -106,7 +109,7 @@ def random_instance(rng, r, m):
 def test_max_cycle_mean_is_the_engines_cycle_time_to_float_precision(m):
     rng = np.random.default_rng(m)
     for _ in range(12):
-        r = int(rng.integers(1, 6))
+        r = int(rng.integers(1, 8 - m))  # r + m <= 7, see PERIOD
         att, comm, ffn = random_instance(rng, r, m)
         lam = float(cycle_time(att, comm, ffn))
         assert lam == pytest.approx(engine_cycle_time(att, comm, ffn), rel=1e-11, abs=0)
