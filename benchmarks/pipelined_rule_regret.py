@@ -10,19 +10,21 @@ mode) this script
    (c) ``pipelined``: the quasi-static max-cycle-mean rule
        (:func:`afdlib.provision.pipelined.pipelined_ratio`);
 2. runs the pipelined engine at every ratio 1 .. R (R covers every rule's ratio with room,
-   extended while the best sits at the edge) with one seed for all ratios (common random
+   extended while the best sits at the edge) in K independent replications (default 4 x
+   6,000 steps from the stationary state), each with one seed for all ratios (common random
    numbers: ratio r's workers are the first r workers of any larger bundle);
-3. takes the simulated best ratio r_hat, and for every ratio the regret
-   ``1 - Lambda(r) / Lambda(r_hat)`` with a 95% interval from the *paired* step-time series
-   (delta method, batch means over the steps); the equivalence set is the ratios whose
-   interval reaches 0 (indistinguishable from the best);
+3. takes the simulated best ratio r_hat (highest throughput of the pooled mean step
+   time), and for every ratio the regret ``1 - Lambda(r) / Lambda(r_hat)``: the mean of the
+   K paired per-replication regrets with its Student-t 95% interval; the equivalence set
+   is the ratios whose interval reaches 0 (statistically indistinguishable from the best);
 4. records each rule's ratio, regret and interval, whether its ratio is in the equivalence
    set, and each rule's step-time error against the engine near the optimum.
 
-Run (from the repository root; about 10-20 minutes on one core for the full grid)::
+Run (from the repository root; about 15-25 minutes on one core for the full grid of 105
+settings)::
 
     AFDLIB_DATA_DIR=... .venv/bin/python benchmarks/pipelined_rule_regret.py --json out.json
-    .venv/bin/python benchmarks/pipelined_rule_regret.py --quick      # 8 settings
+    .venv/bin/python benchmarks/pipelined_rule_regret.py --quick      # 9 settings
 
 The summary quotes, per rule, the worst and mean regret over all settings and over those
 where the rules differ, the share of settings whose ratio is in the equivalence set, the
@@ -40,6 +42,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from afdlib.costs import StepCoefficients
 from afdlib.costs.presets import preset_coefficients
@@ -47,7 +50,6 @@ from afdlib.errors import AfdInputError
 from afdlib.provision.exact import exact_ratio, expected_step_time_exact, worker_load_law
 from afdlib.provision.pipelined import microbatch_load_laws, pipelined_ratio
 from afdlib.sim import Bundle, simulate_pipeline
-from afdlib.sim.results import batch_means
 from afdlib.traces import load_trace
 from afdlib.workload import (
     DiscretizedLognormal,
@@ -181,21 +183,24 @@ def make_settings(quick: bool = False) -> list[Setting]:
 # -- statistics -----------------------------------------------------------------------------
 
 
-def paired_regret(tau_r, tau_best, r: int, r_best: int) -> tuple[float, float]:
-    """``1 - Lambda(r) / Lambda(r_best)`` and its 95% half-width from paired step times.
+def regret_interval(tau: np.ndarray, ratios: np.ndarray, r: int, r_best: int,
+                    confidence: float = 0.95) -> tuple[float, float]:
+    """``1 - Lambda(r) / Lambda(r_best)`` and its half-width over independent replications.
 
-    ``Lambda(r) = r B / ((r + 1) mean tau_r)``; the ratio of means ``q`` is linearized
-    (delta method): ``q_hat - q ~ mean(y - q x) / mean(x)``, ``y = c tau_best``,
-    ``x = tau_r``, and batch means of the paired series give its interval.
+    ``tau[j, i]`` is replication j's mean step time at ``ratios[i]``; within a replication
+    every ratio ran with the same seed (common random numbers), so the per-replication
+    regrets are paired differences, and their Student-t interval needs no assumption about
+    the correlation within a run (the slowly mixing loads of long decodes make batch means
+    over steps too optimistic).
     """
-    if r == r_best:
+    i, k = int(np.flatnonzero(ratios == r)[0]), int(np.flatnonzero(ratios == r_best)[0])
+    if i == k:
         return 0.0, 0.0
-    c = (r / (r + 1)) / (r_best / (r_best + 1))
-    y = c * tau_best
-    x = tau_r
-    q = float(y.mean() / x.mean())
-    _, lo, hi = batch_means((y - q * x) / x.mean())
-    return 1.0 - q, float(hi - lo) / 2.0
+    lam = ratios / (ratios + 1.0) / tau
+    q = 1.0 - lam[:, i] / lam[:, k]
+    n = q.size
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * q.std(ddof=1) / math.sqrt(n))
+    return float(q.mean()), half
 
 
 def rule_ratios(coeffs, workload, setting: Setting):
@@ -216,36 +221,41 @@ def rule_ratios(coeffs, workload, setting: Setting):
     return {"roundtrip": rt.r_int, "step": st.r_int, "pipelined": pl.r_int}, pred, rule_seconds
 
 
-def evaluate(setting: Setting, steps: int, warmup: int, seed: int) -> dict:
-    """Rules, engine sweep and regrets for one setting (a JSON-ready dict)."""
+def evaluate(setting: Setting, steps: int, warmup: int, seed: int,
+             replications: int) -> dict:
+    """Rules, engine sweeps and regrets for one setting (a JSON-ready dict)."""
     t0 = time.perf_counter()
     workload = build_workload(setting.workload)
     coeffs, coeff_label = build_coefficients(setting.coeffs, workload, setting.batch)
     choice, pred, rule_seconds = rule_ratios(coeffs, workload, setting)
-    top = int(min(MAX_RATIO, max(8, math.ceil(1.5 * max(choice.values())) + 2)))
-    series: dict[int, np.ndarray] = {}
+    seeds = np.random.SeedSequence(seed).spawn(replications)
+    tau: dict[int, np.ndarray] = {}
 
     def run(r):
-        res = simulate_pipeline(workload, Bundle(r, setting.batch, coeffs),
-                                microbatches=setting.microbatches,
-                                intercepts=setting.intercepts, steps=steps, warmup=warmup,
-                                seed=seed, record=True)
-        series[r] = res.records.step_time[warmup:]
+        tau[r] = np.array([
+            simulate_pipeline(workload, Bundle(r, setting.batch, coeffs),
+                              microbatches=setting.microbatches, intercepts=setting.intercepts,
+                              steps=steps, warmup=warmup, seed=sd, n_batches=2).mean_step_time
+            for sd in seeds])
 
+    top = int(min(MAX_RATIO, max(8, math.ceil(1.5 * max(choice.values())) + 2)))
     for r in range(1, top + 1):
         run(r)
     while True:  # extend while the best ratio sits at the edge
-        ratios = np.array(sorted(series))
-        tau = np.array([series[r].mean() for r in ratios])
-        thr = ratios * setting.batch / ((ratios + 1) * tau)
+        ratios = np.array(sorted(tau))
+        table = np.stack([tau[int(r)] for r in ratios], axis=1)  # (replications, ratios)
+        thr = ratios * setting.batch / ((ratios + 1) * table.mean(axis=0))
         best = int(ratios[np.argmax(thr)])
         if best < ratios[-1] or ratios[-1] >= MAX_RATIO:
             break
         for r in range(int(ratios[-1]) + 1, min(MAX_RATIO, 2 * int(ratios[-1])) + 1):
             run(r)
-    regret = {}
-    for r in ratios:
-        regret[int(r)] = paired_regret(series[int(r)], series[best], int(r), best)
+    for r in choice.values():  # a rule's ratio beyond the simulated range
+        if r not in tau:
+            run(r)
+    ratios = np.array(sorted(tau))
+    table = np.stack([tau[int(r)] for r in ratios], axis=1)
+    regret = {int(r): regret_interval(table, ratios, int(r), best) for r in ratios}
     equivalent = [int(r) for r in ratios if regret[int(r)][0] - regret[int(r)][1] <= 0.0]
     out = {"setting": setting.label, "workload": setting.workload, "batch": setting.batch,
            "coeffs": coeff_label, "microbatches": setting.microbatches,
@@ -253,24 +263,19 @@ def evaluate(setting: Setting, steps: int, warmup: int, seed: int) -> dict:
            "best_ratio": best, "best_at_range_edge": best == int(ratios[-1]),
            "equivalent_ratios": equivalent, "simulated_ratios": int(ratios[-1]),
            "rule_seconds": rule_seconds}
-    lo, hi = max(1, best // 2), min(int(ratios[-1]), 2 * best)
-    near = [r for r in range(lo, hi + 1)]
-    sim_tau = np.array([series[r].mean() for r in near])
+    near = np.array([r for r in ratios if max(1, best // 2) <= r <= 2 * best])
+    cols = np.searchsorted(ratios, near)
+    sim_tau = table[:, cols].mean(axis=0)
+    n = replications
+    sim_half = stats.t.ppf(0.975, n - 1) * table[:, cols].std(axis=0, ddof=1) / math.sqrt(n)
     for name in RULES:
-        r = choice[name]
-        if r in regret:
-            reg, half = regret[r]
-        else:  # beyond the simulated range: run it
-            run(r)
-            reg, half = paired_regret(series[r], series[best], r, best)
-        err = pred[name][np.array(near) - 1] / sim_tau - 1.0
-        out[name] = {"ratio": int(r), "regret": reg, "regret_halfwidth": half,
+        reg, half = regret[choice[name]]
+        err = pred[name][near - 1] / sim_tau - 1.0
+        out[name] = {"ratio": int(choice[name]), "regret": reg, "regret_halfwidth": half,
                      "in_equivalence_set": bool(reg - half <= 0.0),
                      "step_time_error_max": float(np.max(np.abs(err))),
                      "step_time_error_mean": float(np.mean(err))}
-    halfwidths = [batch_means(series[r])[1:] for r in near]
-    out["sim_step_time_halfwidth_max"] = float(max(
-        (h - lo_) / 2 / series[r].mean() for (lo_, h), r in zip(halfwidths, near, strict=True)))
+    out["sim_step_time_halfwidth_max"] = float(np.max(sim_half / sim_tau))
     out["trivial"] = len({choice[n] for n in RULES}) == 1
     out["seconds"] = time.perf_counter() - t0
     return out
@@ -323,8 +328,10 @@ def print_table(rows: list[dict], stream=sys.stdout, header: bool = True) -> Non
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 settings only")
-    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="9 settings only")
+    parser.add_argument("--steps", type=int, default=6000, help="steps per replication")
+    parser.add_argument("--replications", type=int, default=4,
+                        help="independent replications (each a common-random-numbers sweep)")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
@@ -339,17 +346,19 @@ def main(argv=None) -> int:
     rows = []
     if args.jobs > 1:
         with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(evaluate, s, args.steps, args.warmup, args.seed + i)
+            futures = [pool.submit(evaluate, s, args.steps, args.warmup, args.seed + i,
+                                   args.replications)
                        for i, s in enumerate(settings)]
             rows = [f.result() for f in futures]
         print_table(rows)
     else:
         for i, s in enumerate(settings):
-            rows.append(evaluate(s, args.steps, args.warmup, args.seed + i))
+            rows.append(evaluate(s, args.steps, args.warmup, args.seed + i, args.replications))
             print_table(rows[-1:], header=(i == 0))
     summary = summarize(rows)
     summary["wall_seconds"] = time.perf_counter() - t0
     summary["steps"] = args.steps
+    summary["replications"] = args.replications
     print(json.dumps(summary, indent=1))
     if args.json:
         with open(args.json, "w") as f:
