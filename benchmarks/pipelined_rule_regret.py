@@ -48,8 +48,17 @@ from afdlib.costs import StepCoefficients
 from afdlib.costs.presets import preset_coefficients
 from afdlib.errors import AfdInputError
 from afdlib.provision.exact import exact_ratio, expected_step_time_exact, worker_load_law
-from afdlib.provision.pipelined import microbatch_load_laws, pipelined_ratio
+from afdlib.provision.pipelined import (
+    cycle_time,
+    expected_cycle_time,
+    microbatch_load_laws,
+    pipelined_ratio,
+    stage_times,
+)
 from afdlib.sim import Bundle, simulate_pipeline
+from afdlib.sim.bundle import worker_seeds
+from afdlib.sim.loads import load_path
+from afdlib.sim.pipeline import pipeline_completion_times
 from afdlib.traces import load_trace
 from afdlib.workload import (
     DiscretizedLognormal,
@@ -61,6 +70,7 @@ from afdlib.workload import (
 
 MAX_RATIO = 64
 RULES = ("roundtrip", "step", "pipelined")
+REFEREES = ("plain", "cv")
 
 
 # -- workloads and coefficients -------------------------------------------------------------
@@ -221,52 +231,51 @@ def rule_ratios(coeffs, workload, setting: Setting):
     return {"roundtrip": rt.r_int, "step": st.r_int, "pipelined": pl.r_int}, pred, rule_seconds
 
 
-def evaluate(setting: Setting, steps: int, warmup: int, seed: int,
-             replications: int) -> dict:
-    """Rules, engine sweeps and regrets for one setting (a JSON-ready dict)."""
-    t0 = time.perf_counter()
-    workload = build_workload(setting.workload)
-    coeffs, coeff_label = build_coefficients(setting.coeffs, workload, setting.batch)
-    choice, pred, rule_seconds = rule_ratios(coeffs, workload, setting)
-    seeds = np.random.SeedSequence(seed).spawn(replications)
-    tau: dict[int, np.ndarray] = {}
+def engine_run(workload, setting: Setting, coeffs, ratio: int, steps: int, warmup: int,
+               seed, stride: int) -> tuple[float, float]:
+    """One pipelined-engine run: its mean step time, and the mean frozen cycle time of its
+    own loads (every ``stride``-th measured step), both in s.
 
-    def run(r):
-        tau[r] = np.array([
-            simulate_pipeline(workload, Bundle(r, setting.batch, coeffs),
-                              microbatches=setting.microbatches, intercepts=setting.intercepts,
-                              steps=steps, warmup=warmup, seed=sd, n_batches=2).mean_step_time
-            for sd in seeds])
+    The run is :func:`afdlib.sim.simulate_pipeline`'s, step for step (the same load path
+    from the same seeds, the same completion-time recursion; checked once per process).
+    """
+    times = stage_times(coeffs, ratio, setting.batch, setting.microbatches, setting.intercepts)
+    group = np.repeat(np.arange(setting.microbatches), times.sizes)
+    path = load_path(workload, worker_seeds(seed, ratio), setting.batch, steps,
+                     slot_group=group)
+    att = times.attention(path.loads.T.reshape(steps, ratio, setting.microbatches))
+    done = pipeline_completion_times(att, times.comm, times.ffn)
+    mean = float(done[-1] - done[warmup - 1]) / (steps - warmup)
+    frozen = float(cycle_time(att[warmup::stride], times.comm, times.ffn).mean())
+    if not _CHECKED:
+        ref = simulate_pipeline(workload, Bundle(ratio, setting.batch, coeffs),
+                                microbatches=setting.microbatches,
+                                intercepts=setting.intercepts, steps=steps, warmup=warmup,
+                                seed=seed, n_batches=2).mean_step_time
+        assert abs(ref / mean - 1) < 1e-12, (ref, mean)
+        _CHECKED.append(True)
+    return mean, frozen
 
-    top = int(min(MAX_RATIO, max(8, math.ceil(1.5 * max(choice.values())) + 2)))
-    for r in range(1, top + 1):
-        run(r)
-    while True:  # extend while the best ratio sits at the edge
-        ratios = np.array(sorted(tau))
-        table = np.stack([tau[int(r)] for r in ratios], axis=1)  # (replications, ratios)
-        thr = ratios * setting.batch / ((ratios + 1) * table.mean(axis=0))
-        best = int(ratios[np.argmax(thr)])
-        if best < ratios[-1] or ratios[-1] >= MAX_RATIO:
-            break
-        for r in range(int(ratios[-1]) + 1, min(MAX_RATIO, 2 * int(ratios[-1])) + 1):
-            run(r)
-    for r in choice.values():  # a rule's ratio beyond the simulated range
-        if r not in tau:
-            run(r)
-    ratios = np.array(sorted(tau))
-    table = np.stack([tau[int(r)] for r in ratios], axis=1)
+
+_CHECKED: list = []
+
+
+def analyze(table: np.ndarray, ratios: np.ndarray, choice: dict, pred: dict,
+            batch: int) -> dict:
+    """Best ratio, equivalence set, each rule's regret and step-time error for one table.
+
+    ``table[j, i]``: replication j's mean step time at ``ratios[i]`` (s).
+    """
+    thr = ratios * batch / ((ratios + 1) * table.mean(axis=0))
+    best = int(ratios[np.argmax(thr)])
     regret = {int(r): regret_interval(table, ratios, int(r), best) for r in ratios}
-    equivalent = [int(r) for r in ratios if regret[int(r)][0] - regret[int(r)][1] <= 0.0]
-    out = {"setting": setting.label, "workload": setting.workload, "batch": setting.batch,
-           "coeffs": coeff_label, "microbatches": setting.microbatches,
-           "intercepts": setting.intercepts, "comm_scales_with": coeffs.comm_scales_with,
-           "best_ratio": best, "best_at_range_edge": best == int(ratios[-1]),
-           "equivalent_ratios": equivalent, "simulated_ratios": int(ratios[-1]),
-           "rule_seconds": rule_seconds}
+    out = {"best_ratio": best, "best_at_range_edge": best == int(ratios[-1]),
+           "equivalent_ratios": [int(r) for r in ratios
+                                 if regret[int(r)][0] - regret[int(r)][1] <= 0.0]}
     near = np.array([r for r in ratios if max(1, best // 2) <= r <= 2 * best])
     cols = np.searchsorted(ratios, near)
     sim_tau = table[:, cols].mean(axis=0)
-    n = replications
+    n = table.shape[0]
     sim_half = stats.t.ppf(0.975, n - 1) * table[:, cols].std(axis=0, ddof=1) / math.sqrt(n)
     for name in RULES:
         reg, half = regret[choice[name]]
@@ -276,7 +285,73 @@ def evaluate(setting: Setting, steps: int, warmup: int, seed: int,
                      "step_time_error_max": float(np.max(np.abs(err))),
                      "step_time_error_mean": float(np.mean(err))}
     out["sim_step_time_halfwidth_max"] = float(np.max(sim_half / sim_tau))
-    out["trivial"] = len({choice[n] for n in RULES}) == 1
+    return out
+
+
+def evaluate(setting: Setting, steps: int, warmup: int, seed: int, replications: int,
+             stride: int = 4) -> dict:
+    """Rules, engine sweeps and regrets for one setting (a JSON-ready dict).
+
+    Two referees from the same runs: ``plain``, the engine's mean step times; and ``cv``,
+    the same with a control variate, ``tau - lambda_path + E[lambda]``: ``lambda_path`` is
+    the run's own average of the frozen cycle time of its loads and ``E[lambda]`` its
+    stationary expectation (the quasi-static value with 8192 samples). Runs start in the
+    stationary state, so ``E[lambda_path] = E[lambda]`` and the control variate changes no
+    expectation (up to the sampling error of ``E[lambda]``, about 0.03%), while it removes
+    the luck of the run's load path (the slowly mixing part of the noise) and keeps the
+    engine's own dynamics.
+    """
+    t0 = time.perf_counter()
+    workload = build_workload(setting.workload)
+    coeffs, coeff_label = build_coefficients(setting.coeffs, workload, setting.batch)
+    choice, pred, rule_seconds = rule_ratios(coeffs, workload, setting)
+    laws = microbatch_load_laws(workload, setting.batch, setting.microbatches)
+    all_ratios = np.arange(1, MAX_RATIO + 1)
+    expected = expected_cycle_time(coeffs, laws, setting.batch, all_ratios,
+                                   microbatches=setting.microbatches,
+                                   intercepts=setting.intercepts, samples=8192, seed=12345)
+    seeds = np.random.SeedSequence(seed).spawn(replications)
+    tau: dict[int, np.ndarray] = {}
+    frozen: dict[int, np.ndarray] = {}
+
+    def run(r):
+        runs = [engine_run(workload, setting, coeffs, r, steps, warmup, sd, stride)
+                for sd in seeds]
+        tau[r] = np.array([x[0] for x in runs])
+        frozen[r] = np.array([x[1] for x in runs])
+
+    top = int(min(MAX_RATIO, max(8, math.ceil(1.5 * max(choice.values())) + 2)))
+    for r in range(1, top + 1):
+        run(r)
+    while True:  # extend while the best ratio (by either referee) sits at the edge
+        ratios = np.array(sorted(tau))
+        plain = np.stack([tau[int(r)] for r in ratios], axis=1)  # (replications, ratios)
+        cv = plain - np.stack([frozen[int(r)] for r in ratios], axis=1) + expected[ratios - 1]
+        edge = [int(ratios[np.argmax(ratios / (ratios + 1) / t.mean(axis=0))])
+                for t in (plain, cv)]
+        if max(edge) < ratios[-1] or ratios[-1] >= MAX_RATIO:
+            break
+        for r in range(int(ratios[-1]) + 1, min(MAX_RATIO, 2 * int(ratios[-1])) + 1):
+            run(r)
+    for r in choice.values():  # a rule's ratio beyond the simulated range
+        if r not in tau:
+            run(r)
+    ratios = np.array(sorted(tau))
+    plain = np.stack([tau[int(r)] for r in ratios], axis=1)
+    cv = plain - np.stack([frozen[int(r)] for r in ratios], axis=1) + expected[ratios - 1]
+    out = {"setting": setting.label, "workload": setting.workload, "batch": setting.batch,
+           "coeffs": coeff_label, "coefficients": coeffs.to_dict(),
+           "microbatches": setting.microbatches, "intercepts": setting.intercepts,
+           "comm_scales_with": coeffs.comm_scales_with, "simulated_ratios": int(ratios[-1]),
+           "rule_seconds": rule_seconds, "trivial": len(set(choice.values())) == 1,
+           "plain": analyze(plain, ratios, choice, pred, setting.batch),
+           "cv": analyze(cv, ratios, choice, pred, setting.batch)}
+    # the control variate's premise: the runs' own average of the frozen cycle time has
+    # the stationary expectation (a check of the stationary law, independent of the rule)
+    offset = np.stack([frozen[int(r)] for r in ratios], axis=1) / expected[ratios - 1] - 1.0
+    z = offset.mean(axis=0) / (offset.std(axis=0, ddof=1) / math.sqrt(replications) + 1e-300)
+    out["cv_offset_mean"] = float(offset.mean())
+    out["cv_offset_z"] = [float(x) for x in z]
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -284,45 +359,64 @@ def evaluate(setting: Setting, steps: int, warmup: int, seed: int,
 # -- report ---------------------------------------------------------------------------------
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Worst / mean regret per rule, equivalence-set shares, worst settings, step-time errors."""
+#: A regret is *resolved* when its 95% half-width is at most this (so 1% is distinguishable).
+RESOLVED = 0.005
+
+
+def summarize(rows: list[dict], referee: str) -> dict:
+    """Worst / mean regret per rule, equivalence-set shares, worst settings, step-time errors.
+
+    Over all settings, over those where the rules differ, and over the settings where
+    the rule's regret is resolved (half-width <= RESOLVED).
+    """
     summary = {"settings": len(rows), "trivial": sum(r["trivial"] for r in rows)}
-    for subset, pick in (("all", rows), ("rules_differ", [r for r in rows if not r["trivial"]])):
+    differ = [r for r in rows if not r["trivial"]]
+    for subset, pick in (("all", rows), ("rules_differ", differ)):
         block = {}
         for name in RULES:
             if not pick:
                 continue
-            reg = np.array([r[name]["regret"] for r in pick])
+            res = [r[referee][name] for r in pick]
+            reg = np.array([x["regret"] for x in res])
+            half = np.array([x["regret_halfwidth"] for x in res])
             k = int(np.argmax(reg))
+            ok = half <= RESOLVED
+            kr = int(np.flatnonzero(ok)[np.argmax(reg[ok])]) if ok.any() else None
             block[name] = {
-                "worst_regret": float(reg[k]), "worst_setting": pick[k]["setting"],
-                "worst_halfwidth": pick[k][name]["regret_halfwidth"],
+                "worst_regret": float(reg[k]), "worst_halfwidth": float(half[k]),
+                "worst_setting": pick[k]["setting"],
                 "mean_regret": float(reg.mean()),
-                "in_equivalence_set": float(np.mean([r[name]["in_equivalence_set"]
-                                                     for r in pick])),
+                "in_equivalence_set": float(np.mean([x["in_equivalence_set"] for x in res])),
                 "regret_over_1pct": int(np.sum(reg > 0.01)),
-                "step_time_error_max": float(max(r[name]["step_time_error_max"] for r in pick)),
-                "step_time_error_mean_abs": float(np.mean([abs(r[name]["step_time_error_mean"])
-                                                           for r in pick]))}
+                "regret_over_1pct_resolved": int(np.sum((reg - half) > 0.01)),
+                "resolved": int(ok.sum()),
+                "worst_resolved_regret": None if kr is None else float(reg[kr]),
+                "worst_resolved_halfwidth": None if kr is None else float(half[kr]),
+                "worst_resolved_setting": None if kr is None else pick[kr]["setting"],
+                "step_time_error_max": float(max(x["step_time_error_max"] for x in res)),
+                "step_time_error_mean_abs": float(np.mean([abs(x["step_time_error_mean"])
+                                                           for x in res]))}
         summary[subset] = block
     return summary
 
 
-def print_table(rows: list[dict], stream=sys.stdout, header: bool = True) -> None:
+def print_table(rows: list[dict], referee: str, stream=sys.stdout, header: bool = True) -> None:
     """One line per setting: best ratio, equivalence set, each rule's ratio and regret."""
     head = f"{'setting':62s} {'best':>4s} {'eq':>9s} " + " ".join(
         f"{n[:9]:>9s} {'regret':>13s}" for n in RULES) + f" {'pl err':>7s} {'sim hw':>6s}"
     if header:
+        print(f"[referee: {referee}]", file=stream)
         print(head, file=stream)
     for row in rows:
-        eq = row["equivalent_ratios"]
-        cells = [f"{row['setting'][:62]:62s} {row['best_ratio']:4d} "
-                 f"{min(eq):>4d}-{max(eq):<4d}"]
+        x = row[referee]
+        eq = x["equivalent_ratios"]
+        cells = [f"{row['setting'][:62]:62s} {x['best_ratio']:4d} {min(eq):>4d}-{max(eq):<4d}"]
         for name in RULES:
-            x = row[name]
-            cells.append(f"{x['ratio']:9d} {100 * x['regret']:6.2f}+-{100 * x['regret_halfwidth']:4.2f}%")
-        cells.append(f"{100 * row['pipelined']['step_time_error_max']:6.2f}%")
-        cells.append(f"{100 * row['sim_step_time_halfwidth_max']:5.2f}%")
+            y = x[name]
+            cells.append(f"{y['ratio']:9d} {100 * y['regret']:6.2f}+-"
+                         f"{100 * y['regret_halfwidth']:4.2f}%")
+        cells.append(f"{100 * x['pipelined']['step_time_error_max']:6.2f}%")
+        cells.append(f"{100 * x['sim_step_time_halfwidth_max']:5.2f}%")
         print(" ".join(cells), file=stream, flush=True)
 
 
@@ -338,24 +432,40 @@ def main(argv=None) -> int:
     parser.add_argument("--only", type=str, default=None,
                         help="comma-separated setting indices to run")
     parser.add_argument("--json", type=str, default=None, help="write rows and summary here")
+    parser.add_argument("--summarize", type=str, default=None,
+                        help="print the tables and summary of a stored --json file instead")
     args = parser.parse_args(argv)
     settings = make_settings(args.quick)
     if args.only:
         settings = [settings[int(i)] for i in args.only.split(",")]
     t0 = time.perf_counter()
-    rows = []
-    if args.jobs > 1:
+    if args.summarize:  # re-summarize a stored run
+        with open(args.summarize) as f:
+            rows = json.load(f)["rows"]
+        for referee in REFEREES:
+            print_table(rows, referee)
+    elif args.jobs > 1:
         with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
             futures = [pool.submit(evaluate, s, args.steps, args.warmup, args.seed + i,
                                    args.replications)
                        for i, s in enumerate(settings)]
             rows = [f.result() for f in futures]
-        print_table(rows)
+        for referee in REFEREES:
+            print_table(rows, referee)
     else:
+        rows = []
         for i, s in enumerate(settings):
             rows.append(evaluate(s, args.steps, args.warmup, args.seed + i, args.replications))
-            print_table(rows[-1:], header=(i == 0))
-    summary = summarize(rows)
+            print_table(rows[-1:], "plain", header=(i == 0))
+        print_table(rows, "cv")
+    summary = {referee: summarize(rows, referee) for referee in REFEREES}
+    z = np.concatenate([row["cv_offset_z"] for row in rows])
+    z = z[np.isfinite(z) & (np.abs(z) < 1e6)]  # ratios with no load noise have no z
+    summary["cv_check"] = {
+        "mean_offset": float(np.mean([row["cv_offset_mean"] for row in rows])),
+        "ratios": int(z.size),  # share outside the 95% t-interval: about 5% if unbiased
+        "share_outside_95": float(np.mean(np.abs(z) > stats.t.ppf(0.975,
+                                                                   args.replications - 1)))}
     summary["wall_seconds"] = time.perf_counter() - t0
     summary["steps"] = args.steps
     summary["replications"] = args.replications
