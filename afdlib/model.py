@@ -42,7 +42,7 @@ from afdlib.validate import check_choice, check_int, check_number, check_type
 
 __all__ = [
     "COMM_SCALINGS", "INTERCEPTS", "OBJECTIVES",
-    "StepCoefficients", "comm_tokens", "intercept_share", "step_time",
+    "StepCoefficients", "comm_tokens", "intercept_share", "microbatch_sizes", "step_time",
     "InstancePrices", "InstanceGPUs", "Objective", "PER_INSTANCE", "OperatingPoint",
     "maximize_ratio", "best_integer_ratio",
 ]
@@ -212,6 +212,27 @@ def intercept_share(intercepts: str, microbatches: int) -> float:
     check_choice("intercepts", intercepts, INTERCEPTS)
     m = check_int("microbatches", microbatches, minimum=1)
     return 1.0 if intercepts == "per_microbatch" else 1.0 / m
+
+
+def microbatch_sizes(batch: int, microbatches: int) -> np.ndarray:
+    """Slots of each of a worker's ``m`` microbatches: ``B // m`` or one more, larger first.
+
+    Parameters
+    ----------
+    batch : int
+        Slots per Attention worker ``B >= 1``.
+    microbatches : int
+        Microbatches ``1 <= m <= B``.
+
+    Returns
+    -------
+    ndarray of int64, shape (m,)
+        Slots per microbatch, summing to ``B``.
+    """
+    b = check_int("batch", batch, minimum=1)
+    m = check_int("microbatches", microbatches, minimum=1, maximum=b)
+    base, extra = divmod(b, m)
+    return np.array([base + (k < extra) for k in range(m)], dtype=np.int64)
 
 
 def step_time(attention, comm, ffn, *, microbatches: int | None = None):

@@ -11,12 +11,14 @@ prints the engine's time over the rule's::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
 import numpy as np
 
 from afdlib.costs.presets import preset_coefficients
+from afdlib.model import OperatingPoint
 from afdlib.provision.pipelined import pipelined_ratio
 from afdlib.sim import sweep
 from afdlib.traces import load_trace
@@ -32,14 +34,17 @@ def main(argv=None) -> int:
     workload = JointLengths.from_trace(load_trace(args.trace))
     coeffs = preset_coefficients("deepseek-v3", "h200", batch=args.batch,
                                  theta=load_stats(workload).theta)
+    stats = load_stats(workload)
+    point = OperatingPoint(coeffs=coeffs, theta=stats.theta, batch=args.batch,
+                           load_std=math.sqrt(stats.load_variance))
     ratios = np.arange(1, 65)
     print(f"{args.trace}, B = {args.batch}, deepseek-v3 on h200, ratios 1..64")
     for m in (2, 3, 4):
         t0 = time.perf_counter()
-        rule = pipelined_ratio(coeffs, workload, args.batch, 64, microbatches=m)
+        rule = pipelined_ratio(point, workload, max_ratio=64, microbatches=m)
         t_rule = time.perf_counter() - t0
         t0 = time.perf_counter()
-        sim = sweep(workload, args.batch, coeffs, ratios, engine="pipeline", microbatches=m,
+        sim = sweep(workload, point, ratios, engine="pipeline", microbatches=m,
                     steps=args.steps, seed=0)
         t_sim = time.perf_counter() - t0
         print(f"m = {m}: rule {t_rule:.3f} s (r = {rule.r_int}), engine sweep at "

@@ -42,9 +42,9 @@ import tracemalloc
 import numpy as np
 
 from afdlib.costs import StepCoefficients
+from afdlib.model import microbatch_sizes
 from afdlib.sim import Bundle, simulate_pipeline, simulate_reference, simulate_step
 from afdlib.sim.loads import release_work_arrays
-from afdlib.sim.pipeline import microbatch_sizes
 from afdlib.traces import PUBLIC_TRACES, load_trace
 from afdlib.workload import JointLengths, load_stats, sample_stationary_slots
 

@@ -44,9 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from afdlib.costs import StepCoefficients
 from afdlib.costs.presets import preset_coefficients
 from afdlib.errors import AfdInputError
+from afdlib.model import OperatingPoint, StepCoefficients
 from afdlib.provision.exact import exact_ratio, expected_step_time_exact, worker_load_law
 from afdlib.provision.pipelined import (
     cycle_time,
@@ -133,6 +133,13 @@ PRESETS = (("deepseek-v3", "h200"), ("llama-3.1-70b", "h100-sxm"), ("qwen3-235b-
            ("deepseek-v3", "h20/h800"), ("llama-3.1-70b", "b200"), ("qwen3-235b-a22b", "h800"))
 
 
+def operating_point(coeffs, workload, batch: int) -> OperatingPoint:
+    """The operating point of ``coeffs`` at ``batch`` on ``workload`` (per instance)."""
+    stats_ = load_stats(workload)
+    return OperatingPoint(coeffs=coeffs, theta=stats_.theta, batch=batch,
+                          load_std=math.sqrt(stats_.load_variance))
+
+
 def build_coefficients(kind: str, workload, batch: int) -> tuple[StepCoefficients, str]:
     """Coefficients for a setting, and a label (presets that do not fit fall through)."""
     theta = load_stats(workload).theta
@@ -216,17 +223,18 @@ def regret_interval(tau: np.ndarray, ratios: np.ndarray, r: int, r_best: int,
 def rule_ratios(coeffs, workload, setting: Setting):
     """Each rule's integer ratio and predicted step times at ratios 1 .. MAX_RATIO."""
     b, m, mode = setting.batch, setting.microbatches, setting.intercepts
+    point = operating_point(coeffs, workload, b)
     law = worker_load_law(workload, b)
-    rt = exact_ratio(coeffs, law, MAX_RATIO, microbatches=m, intercepts=mode)
-    st = exact_ratio(coeffs, law, MAX_RATIO)
+    rt = exact_ratio(point, law, max_ratio=MAX_RATIO, microbatches=m, intercepts=mode)
+    st = exact_ratio(point, law, max_ratio=MAX_RATIO)
     t0 = time.perf_counter()
-    laws = microbatch_load_laws(workload, b, m)
-    pl = pipelined_ratio(coeffs, laws, b, MAX_RATIO, microbatches=m, intercepts=mode)
+    laws = microbatch_load_laws(workload, b, microbatches=m)
+    pl = pipelined_ratio(point, laws, max_ratio=MAX_RATIO, microbatches=m, intercepts=mode)
     rule_seconds = time.perf_counter() - t0
     ratios = np.arange(1, MAX_RATIO + 1)
-    pred = {"roundtrip": expected_step_time_exact(coeffs, law, ratios, microbatches=m,
+    pred = {"roundtrip": expected_step_time_exact(point, law, ratios, microbatches=m,
                                                   intercepts=mode),
-            "step": expected_step_time_exact(coeffs, law, ratios),
+            "step": expected_step_time_exact(point, law, ratios),
             "pipelined": pl.step_times}
     return {"roundtrip": rt.r_int, "step": st.r_int, "pipelined": pl.r_int}, pred, rule_seconds
 
@@ -239,7 +247,8 @@ def engine_run(workload, setting: Setting, coeffs, ratio: int, steps: int, warmu
     The run is :func:`afdlib.sim.simulate_pipeline`'s, step for step (the same load path
     from the same seeds, the same completion-time recursion; checked once per process).
     """
-    times = stage_times(coeffs, ratio, setting.batch, setting.microbatches, setting.intercepts)
+    times = stage_times(coeffs, ratio=ratio, batch=setting.batch,
+                        microbatches=setting.microbatches, intercepts=setting.intercepts)
     group = np.repeat(np.arange(setting.microbatches), times.sizes)
     path = load_path(workload, worker_seeds(seed, ratio), setting.batch, steps,
                      slot_group=group)
@@ -305,9 +314,10 @@ def evaluate(setting: Setting, steps: int, warmup: int, seed: int, replications:
     workload = build_workload(setting.workload)
     coeffs, coeff_label = build_coefficients(setting.coeffs, workload, setting.batch)
     choice, pred, rule_seconds = rule_ratios(coeffs, workload, setting)
-    laws = microbatch_load_laws(workload, setting.batch, setting.microbatches)
+    laws = microbatch_load_laws(workload, setting.batch, microbatches=setting.microbatches)
     all_ratios = np.arange(1, MAX_RATIO + 1)
-    expected = expected_cycle_time(coeffs, laws, setting.batch, all_ratios,
+    expected = expected_cycle_time(operating_point(coeffs, workload, setting.batch), laws,
+                                   all_ratios,
                                    microbatches=setting.microbatches,
                                    intercepts=setting.intercepts, samples=8192, seed=12345)
     seeds = np.random.SeedSequence(seed).spawn(replications)

@@ -9,9 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from afdlib.costs import StepCoefficients
 from afdlib.errors import AfdInputError
-from afdlib.provision import InstancePrices
+from afdlib.model import (
+    InstancePrices,
+    Objective,
+    OperatingPoint,
+    StepCoefficients,
+    microbatch_sizes,
+)
 from afdlib.provision.exact import exact_ratio, expected_step_time_exact, worker_load_law
 from afdlib.provision.pipelined import (
     circuit_table,
@@ -24,9 +29,14 @@ from afdlib.provision.pipelined import (
     throughput_pipelined,
 )
 from afdlib.sim import Bundle, simulate_pipeline, sweep
-from afdlib.sim.pipeline import microbatch_sizes as engine_sizes
 from afdlib.sim.pipeline import pipeline_completion_times
-from afdlib.workload import DiscretizedLognormal, Geometric, IndependentLengths, JointLengths
+from afdlib.workload import (
+    DiscretizedLognormal,
+    Geometric,
+    IndependentLengths,
+    JointLengths,
+    load_stats,
+)
 
 #: lcm(1..10). After its transient the engine is periodic, with a period that divides the
 #: tokens (steps) of a critical circuit. An elementary circuit of the precedence graph has
@@ -187,12 +197,12 @@ def test_run_sums_are_cyclic_interval_sums():
 def test_stage_times_follow_the_engine():
     c = StepCoefficients(alpha_A=2e-7, beta_A=2e-3, alpha_F=1.5e-5, beta_F=4e-3,
                          alpha_C=2e-6, beta_C=5e-4, comm_scales_with="rB")
-    t = stage_times(c, 3, 10, 3, "per_step")
-    assert t.sizes == tuple(engine_sizes(10, 3)) == (4, 3, 3)
+    t = stage_times(c, ratio=3, batch=10, microbatches=3, intercepts="per_step")
+    assert t.sizes == tuple(microbatch_sizes(10, 3)) == (4, 3, 3)
     assert t.comm[0] == pytest.approx(2e-6 * 4 * 3 + 5e-4 / 3)
     assert t.ffn[1] == pytest.approx(1.5e-5 * 3 * 3 + 4e-3 / 3)
     assert t.attention_intercept == pytest.approx(2e-3 / 3)
-    full = stage_times(c, 3, 10, 3)
+    full = stage_times(c, ratio=3, batch=10, microbatches=3)
     assert full.attention_intercept == 2e-3
 
 
@@ -204,25 +214,32 @@ WORKLOAD = IndependentLengths(DiscretizedLognormal(1500, 0.8, min_value=1, max_v
                               Geometric(40))
 
 
+def point(batch, coeffs=COEFFS, workload=WORKLOAD, **objective):
+    """The operating point of a bundle with ``batch`` slots per worker on ``workload``."""
+    stats = load_stats(workload)
+    return OperatingPoint(coeffs=coeffs, theta=stats.theta, load_std=math.sqrt(stats.load_variance),
+                          batch=batch, objective=Objective(**objective))
+
+
 def test_one_microbatch_is_the_sum_of_stages_of_the_exact_rule():
     law = worker_load_law(WORKLOAD, 16)
     ratios = np.array([1, 3, 6])
-    ours = expected_cycle_time(COEFFS, WORKLOAD, 16, ratios, microbatches=1, samples=4096)
-    exact = expected_step_time_exact(COEFFS, law, ratios, microbatches=1)
+    ours = expected_cycle_time(point(16), WORKLOAD, ratios, microbatches=1, samples=4096)
+    exact = expected_step_time_exact(point(16), law, ratios, microbatches=1)
     np.testing.assert_allclose(ours, exact, rtol=3e-3)
 
 
 def test_quasi_static_time_is_above_the_time_at_mean_loads_and_uses_common_numbers():
-    laws = microbatch_load_laws(WORKLOAD, 16, 2)
+    laws = microbatch_load_laws(WORKLOAD, 16, microbatches=2)
     ratios = np.array([1, 4, 9])
-    tau = expected_cycle_time(COEFFS, laws, 16, ratios, microbatches=2)
+    tau = expected_cycle_time(point(16), laws, ratios, microbatches=2)
     for r, t in zip(ratios, tau, strict=True):
-        st = stage_times(COEFFS, int(r), 16, 2)
+        st = stage_times(COEFFS, ratio=int(r), batch=16, microbatches=2)
         mean_loads = np.array([law.mean for law in laws.laws])
         at_mean = cycle_time(st.attention(np.tile(mean_loads, (int(r), 1))), st.comm, st.ffn)
         assert t >= float(at_mean)  # the cycle time is convex in the loads (Jensen)
     # ratio r uses the first r workers of every sampled bundle, whatever else is asked
-    alone = expected_cycle_time(COEFFS, laws, 16, [4], microbatches=2)
+    alone = expected_cycle_time(point(16), laws, [4], microbatches=2)
     assert alone[0] == tau[1]
 
 
@@ -230,14 +247,14 @@ def test_quasi_static_time_is_above_the_time_at_mean_loads_and_uses_common_numbe
                                            (4, "per_microbatch")])
 def test_quasi_static_rule_predicts_the_pipelined_engine(m, intercepts):
     batch, ratios = 24, np.arange(1, 13)
-    sim = sweep(WORKLOAD, batch, COEFFS, ratios, engine="pipeline", microbatches=m,
+    sim = sweep(WORKLOAD, point(batch), ratios, engine="pipeline", microbatches=m,
                 intercepts=intercepts, steps=5000, seed=4)
     measured = sim.column("mean_step_time")
-    ours = expected_cycle_time(COEFFS, WORKLOAD, batch, ratios, microbatches=m,
+    ours = expected_cycle_time(point(batch), WORKLOAD, ratios, microbatches=m,
                                intercepts=intercepts)
     # within 2% at every ratio (5,000 steps resolve the engine's mean to about 1%)
     assert np.abs(ours / measured - 1).max() < 0.02
-    best = pipelined_ratio(COEFFS, WORKLOAD, batch, 12, microbatches=m,
+    best = pipelined_ratio(point(batch), WORKLOAD, max_ratio=12, microbatches=m,
                            intercepts=intercepts).r_int
     assert 1 - sim.throughput[best - 1] / sim.throughput.max() < 0.01
 
@@ -249,26 +266,28 @@ def test_where_the_round_trip_term_misleads_the_pipelined_rule_does_not():
     coeffs = StepCoefficients(alpha_A=5.35e-7, beta_A=2e-3, alpha_F=1.09375e-4, beta_F=6e-3,
                               alpha_C=1.25e-4, beta_C=4e-3, comm_scales_with="rB")
     batch, ratios = 16, np.arange(1, 11)
-    sim = sweep(WORKLOAD, batch, coeffs, ratios, engine="pipeline", microbatches=3,
-                intercepts="per_step", steps=5000, seed=2)
+    sim = sweep(WORKLOAD, point(batch, coeffs), ratios, engine="pipeline", microbatches=3,
+                intercepts="per_step", steps=40_000, seed=2)  # resolves 0.5% here
     law = worker_load_law(WORKLOAD, batch)
-    rt = exact_ratio(coeffs, law, 10, microbatches=3, intercepts="per_step").r_int
-    ours = pipelined_ratio(coeffs, WORKLOAD, batch, 10, microbatches=3, intercepts="per_step")
+    rt = exact_ratio(point(batch, coeffs), law, max_ratio=10, microbatches=3,
+                     intercepts="per_step").r_int
+    ours = pipelined_ratio(point(batch, coeffs), WORKLOAD, max_ratio=10, microbatches=3,
+                           intercepts="per_step")
     loss = 1 - sim.throughput / sim.throughput.max()
     assert loss[ours.r_int - 1] < 0.005
     assert loss[rt - 1] > 0.015
 
 
 def test_throughput_and_prices():
-    laws = microbatch_load_laws(WORKLOAD, 16, 2)
+    laws = microbatch_load_laws(WORKLOAD, 16, microbatches=2)
     ratios = np.array([2, 5])
-    tau = expected_cycle_time(COEFFS, laws, 16, ratios, microbatches=2)
-    lam = throughput_pipelined(COEFFS, laws, 16, ratios, microbatches=2)
+    tau = expected_cycle_time(point(16), laws, ratios, microbatches=2)
+    lam = throughput_pipelined(point(16), laws, ratios, microbatches=2)
     np.testing.assert_allclose(lam, ratios * 16 / ((ratios + 1) * tau))
-    priced = throughput_pipelined(COEFFS, laws, 16, ratios, microbatches=2,
-                                  prices=InstancePrices(attention=1.0, ffn=3.0))
+    priced = throughput_pipelined(point(16, prices=InstancePrices(attention=1.0, ffn=3.0)),
+                                  laws, ratios, microbatches=2)
     np.testing.assert_allclose(priced, ratios * 16 / ((ratios + 3) * tau))
-    best = pipelined_ratio(COEFFS, laws, 16, 8, microbatches=2)
+    best = pipelined_ratio(point(16), laws, max_ratio=8, microbatches=2)
     assert best.ratios.tolist() == list(range(1, 9))
     assert best.throughput == best.throughputs.max() == best.throughputs[best.r_int - 1]
     assert np.all(best.step_time_se < 0.01 * best.step_times)
@@ -276,25 +295,27 @@ def test_throughput_and_prices():
 
 
 def test_bad_input_is_rejected():
-    laws = microbatch_load_laws(WORKLOAD, 8, 2)
+    laws = microbatch_load_laws(WORKLOAD, 8, microbatches=2)
     with pytest.raises(AfdInputError, match="microbatches"):
-        expected_cycle_time(COEFFS, WORKLOAD, 8, [2], microbatches=0)
+        expected_cycle_time(point(8), WORKLOAD, [2], microbatches=0)
     with pytest.raises(AfdInputError, match="microbatches"):
-        expected_cycle_time(COEFFS, WORKLOAD, 8, [2], microbatches=7)
+        expected_cycle_time(point(8), WORKLOAD, [2], microbatches=7)
     with pytest.raises(AfdInputError, match="batch"):
-        expected_cycle_time(COEFFS, WORKLOAD, 2, [2], microbatches=3)
+        expected_cycle_time(point(2), WORKLOAD, [2], microbatches=3)
     with pytest.raises(AfdInputError, match="intercepts"):
-        expected_cycle_time(COEFFS, WORKLOAD, 8, [2], microbatches=2, intercepts="never")
+        expected_cycle_time(point(8), WORKLOAD, [2], microbatches=2, intercepts="never")
     with pytest.raises(AfdInputError, match="ratios"):
-        expected_cycle_time(COEFFS, WORKLOAD, 8, [0, 2], microbatches=2)
+        expected_cycle_time(point(8), WORKLOAD, [0, 2], microbatches=2)
     with pytest.raises(AfdInputError, match="B=8, m=2"):
-        expected_cycle_time(COEFFS, laws, 8, [2], microbatches=3)
+        expected_cycle_time(point(8), laws, [2], microbatches=3)
     with pytest.raises(AfdInputError, match="samples"):
-        expected_cycle_time(COEFFS, laws, 8, [2], microbatches=2, samples=1)
+        expected_cycle_time(point(8), laws, [2], microbatches=2, samples=1)
+    with pytest.raises(AfdInputError, match="point"):
+        pipelined_ratio({"alpha_A": 1}, laws, max_ratio=4, microbatches=2)
     with pytest.raises(AfdInputError, match="coefficients"):
-        pipelined_ratio({"alpha_A": 1}, laws, 8, 4, microbatches=2)
+        stage_times({"alpha_A": 1}, ratio=1, batch=8, microbatches=2)
     with pytest.raises(AfdInputError, match="workload"):
-        microbatch_load_laws("trace.csv", 8, 2)
+        microbatch_load_laws("trace.csv", 8, microbatches=2)
     with pytest.raises(AfdInputError, match="attention"):
         cycle_time([[1.0, -1.0]], [0, 0], [0, 0])
     with pytest.raises(AfdInputError, match="comm"):
@@ -308,6 +329,6 @@ def test_engine_and_rule_see_the_same_bundle():
     for m, intercepts in [(2, "per_microbatch"), (3, "per_step")]:
         res = simulate_pipeline(workload, Bundle(3, 12, COEFFS), microbatches=m,
                                 intercepts=intercepts, steps=2000, warmup=1000)
-        ours = expected_cycle_time(COEFFS, workload, 12, [3], microbatches=m,
+        ours = expected_cycle_time(point(12, workload=workload), workload, [3], microbatches=m,
                                    intercepts=intercepts, samples=8)
         assert ours[0] == pytest.approx(res.mean_step_time, rel=1e-9)

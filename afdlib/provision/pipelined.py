@@ -91,7 +91,8 @@ loads change fastest; 0.7% elsewhere), and following its integer ratio gave up a
 Circuits through several workers in different laps move the expectation by 0.01% or
 less, but the frozen cycle time needs them to be exact.
 
-The throughput per instance is ``r B / ((r + 1) tau)`` as everywhere in
+The objective is the operating point's (:class:`afdlib.model.Objective`: throughput per
+instance ``r B / ((r + 1) tau)`` by default, per GPU or per price unit), as everywhere in
 :mod:`afdlib.provision`; :func:`pipelined_ratio` compares it at every integer ratio.
 """
 
@@ -103,40 +104,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from afdlib._checks import check_int
 from afdlib.errors import AfdInputError
-from afdlib.provision._common import as_prices, check_coefficients
+from afdlib.model import (
+    INTERCEPTS,
+    OperatingPoint,
+    StepCoefficients,
+    intercept_share,
+    microbatch_sizes,
+)
 from afdlib.provision.exact import WorkerLoadLaw, worker_load_law
-from afdlib.workload import IndependentLengths, JointLengths
+from afdlib.provision.meanfield import check_point
+from afdlib.validate import check_choice, check_int, check_type
+from afdlib.workload import check_workload
 
 __all__ = [
     "INTERCEPTS", "MAX_MICROBATCHES", "CircuitTable", "circuit_table", "StageTimes",
-    "stage_times", "microbatch_sizes", "run_sums", "cycle_time", "MicrobatchLaws",
+    "stage_times", "run_sums", "cycle_time", "MicrobatchLaws",
     "microbatch_load_laws", "expected_cycle_time", "throughput_pipelined", "PipelinedRatio",
     "pipelined_ratio",
 ]
-
-#: How a microbatch pays the intercepts ``beta_A, beta_C, beta_F``: in full
-#: (``"per_microbatch"``: every kernel launch and message costs its fixed time) or
-#: ``1/m`` of them (``"per_step"``). The same names as the pipelined engine's.
-INTERCEPTS = ("per_microbatch", "per_step")
 
 #: Largest number of microbatches whose circuits are enumerated (3231 classes for 6).
 MAX_MICROBATCHES = 6
 
 
 def _check_m(microbatches) -> int:
-    m = check_int("microbatches m", microbatches, minimum=1)
-    if m > MAX_MICROBATCHES:
-        raise AfdInputError(f"microbatches m must be <= {MAX_MICROBATCHES}, got {m}")
-    return m
+    return check_int("microbatches", microbatches, minimum=1, maximum=MAX_MICROBATCHES)
 
 
 def _check_intercepts(intercepts) -> str:
-    if intercepts not in INTERCEPTS:
-        raise AfdInputError(f"intercepts must be one of {', '.join(INTERCEPTS)}, "
-                            f"got {intercepts!r}")
-    return intercepts
+    return check_choice("intercepts", intercepts, INTERCEPTS)
+
+
+def _check_fits(m: int, b: int) -> None:
+    if m > b:
+        raise AfdInputError(f"microbatches m ({m}) must be <= batch B ({b})",
+                            parameter="microbatches")
 
 
 # -- the circuits of the reduced precedence graph ------------------------------------------
@@ -328,12 +331,6 @@ def cycle_time(attention, comm, ffn) -> np.ndarray:
 # -- stage times of a bundle ---------------------------------------------------------------
 
 
-def microbatch_sizes(batch: int, microbatches: int) -> np.ndarray:
-    """Slots of each microbatch: ``B // m`` or one more, the larger ones first (as the engine)."""
-    base, extra = divmod(batch, microbatches)
-    return np.array([base + (k < extra) for k in range(microbatches)], dtype=np.int64)
-
-
 @dataclass(frozen=True)
 class StageTimes:
     """Per-microbatch stage times of one bundle, as the pipelined engine charges them.
@@ -371,18 +368,19 @@ class StageTimes:
         return self.alpha_A * np.asarray(loads, dtype=float) + self.attention_intercept
 
 
-def stage_times(coeffs, ratio: int, batch: int, microbatches: int,
+def stage_times(coeffs: StepCoefficients, *, ratio: int, batch: int, microbatches: int,
                 intercepts: str = "per_microbatch") -> StageTimes:
     """Stage times of each microbatch of an rA-1F bundle (the engine's formulas).
 
-    Microbatch ``k`` has ``b_k`` slots (:func:`microbatch_sizes`); with share ``q = 1``
+    Microbatch ``k`` has ``b_k`` slots (:func:`afdlib.model.microbatch_sizes`); with share
+    ``q = 1`` (:func:`afdlib.model.intercept_share`)
     (``"per_microbatch"``) or ``1/m`` (``"per_step"``) of each intercept,
     attention ``alpha_A T + q beta_A``, each link direction ``alpha_C b_k (r) + q beta_C``
     (``r`` when communication scales with ``rB``) and FFN ``alpha_F r b_k + q beta_F``.
 
     Parameters
     ----------
-    coeffs : afdlib.costs.StepCoefficients
+    coeffs : afdlib.model.StepCoefficients
     ratio : int
         Attention workers ``r >= 1``.
     batch : int
@@ -395,18 +393,16 @@ def stage_times(coeffs, ratio: int, batch: int, microbatches: int,
     -------
     StageTimes
     """
-    coeffs = check_coefficients(coeffs)
-    r = check_int("ratio r", ratio, minimum=1)
-    b = check_int("batch B", batch, minimum=1)
+    coeffs = check_type("coefficients", coeffs, StepCoefficients,
+                        "afdlib.model.StepCoefficients")
+    r = check_int("ratio", ratio, minimum=1)
+    b = check_int("batch", batch, minimum=1)
     m = _check_m(microbatches)
-    if m > b:
-        raise AfdInputError(f"microbatches m ({m}) must be <= batch B ({b})")
-    intercepts = _check_intercepts(intercepts)
-    share = 1.0 if intercepts == "per_microbatch" else 1.0 / m
+    _check_fits(m, b)
+    share = intercept_share(_check_intercepts(intercepts), m)
     sizes = microbatch_sizes(b, m)
-    tokens = sizes * (r if coeffs.comm_scales_with == "rB" else 1)
-    comm = coeffs.alpha_C * tokens + coeffs.beta_C * share
-    ffn = coeffs.alpha_F * r * sizes + coeffs.beta_F * share
+    comm = coeffs.comm_time(batch=sizes, ratio=r, intercept_scale=share)
+    ffn = coeffs.ffn_time(batch=sizes, ratio=r, intercept_scale=share)
     return StageTimes(r, b, m, intercepts, tuple(int(s) for s in sizes), float(coeffs.alpha_A),
                       float(coeffs.beta_A * share), tuple(float(x) for x in comm),
                       tuple(float(x) for x in ffn))
@@ -435,7 +431,7 @@ class MicrobatchLaws:
     laws: tuple
 
 
-def microbatch_load_laws(workload, batch: int, microbatches: int, *,
+def microbatch_load_laws(workload, batch: int, *, microbatches: int,
                          bins: int = 2048) -> MicrobatchLaws:
     """Stationary laws of the microbatch loads (each the convolution of its slots' laws).
 
@@ -454,13 +450,10 @@ def microbatch_load_laws(workload, batch: int, microbatches: int, *,
     -------
     MicrobatchLaws
     """
-    if not isinstance(workload, IndependentLengths | JointLengths):
-        raise AfdInputError(f"not a workload (IndependentLengths or JointLengths): "
-                            f"{type(workload).__name__}")
-    b = check_int("batch B", batch, minimum=1)
+    workload = check_workload(workload)
+    b = check_int("batch", batch, minimum=1)
     m = _check_m(microbatches)
-    if m > b:
-        raise AfdInputError(f"microbatches m ({m}) must be <= batch B ({b})")
+    _check_fits(m, b)
     sizes = tuple(int(s) for s in microbatch_sizes(b, m))
     cache: dict[int, WorkerLoadLaw] = {}
     for s in set(sizes):
@@ -473,9 +466,9 @@ def _as_laws(workload, batch: int, microbatches: int) -> MicrobatchLaws:
         if workload.batch != batch or workload.microbatches != microbatches:
             raise AfdInputError(
                 f"the microbatch laws are for B={workload.batch}, m={workload.microbatches}, "
-                f"not B={batch}, m={microbatches}")
+                f"not B={batch}, m={microbatches}", parameter="workload")
         return workload
-    return microbatch_load_laws(workload, batch, microbatches)
+    return microbatch_load_laws(workload, batch, microbatches=microbatches)
 
 
 def _lhs_loads(laws: MicrobatchLaws, samples: int, workers: int, seed) -> np.ndarray:
@@ -502,7 +495,7 @@ def _check_ratios(ratio) -> np.ndarray:
     r = np.asarray(ratio)
     if (r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 1)
             or np.any(r != np.round(r))):
-        raise AfdInputError("ratios must be integers >= 1")
+        raise AfdInputError("ratios must be integers >= 1", parameter="ratio")
     return r
 
 
@@ -514,7 +507,7 @@ def _expected(coeffs, laws: MicrobatchLaws, flat: np.ndarray, intercepts: str, s
     wanted = np.unique(flat)
     top = int(wanted[-1])
     loads = _lhs_loads(laws, samples, top, seed)
-    first = stage_times(coeffs, 1, b, m, intercepts)
+    first = stage_times(coeffs, ratio=1, batch=b, microbatches=m, intercepts=intercepts)
     mean, se = {}, {}
     running = None
     block = 16
@@ -526,7 +519,8 @@ def _expected(coeffs, laws: MicrobatchLaws, flat: np.ndarray, intercepts: str, s
             np.maximum(sums, running[:, None, :], out=sums)
         running = sums[:, -1, :].copy()
         for r in wanted[(wanted > lo) & (wanted <= hi)]:
-            times = stage_times(coeffs, int(r), b, m, intercepts)
+            times = stage_times(coeffs, ratio=int(r), batch=b, microbatches=m,
+                                intercepts=intercepts)
             lam = _cycle_from_runs(sums[:, int(r) - 1 - lo, :], np.array(times.comm),
                                    np.array(times.ffn), table)
             mean[int(r)] = float(lam.mean())
@@ -534,19 +528,27 @@ def _expected(coeffs, laws: MicrobatchLaws, flat: np.ndarray, intercepts: str, s
     return (np.array([mean[int(r)] for r in flat]), np.array([se[int(r)] for r in flat]))
 
 
-def expected_cycle_time(coeffs, workload, batch: int, ratio, *, microbatches: int,
+def _setup(point, workload, microbatches, intercepts, samples):
+    point = check_point(point)
+    b = point.integer_batch()
+    m = _check_m(microbatches)
+    intercepts = _check_intercepts(intercepts)
+    samples = check_int("samples", samples, minimum=2)
+    return point, b, m, intercepts, samples, _as_laws(workload, b, m)
+
+
+def expected_cycle_time(point: OperatingPoint, workload, ratio, *, microbatches: int,
                         intercepts: str = "per_microbatch", samples: int = 2048,
                         seed=0) -> np.ndarray:
     """Quasi-static mean step time ``E[lambda(loads)]`` of the pipelined bundle (s).
 
     Parameters
     ----------
-    coeffs : afdlib.costs.StepCoefficients
+    point : OperatingPoint
+        Its coefficients and batch ``B >= m`` (slots per Attention worker) are used.
     workload : IndependentLengths, JointLengths or MicrobatchLaws
         Request lengths, or the laws from :func:`microbatch_load_laws` (reuse them across
         calls with the same ``B`` and ``m``).
-    batch : int
-        Slots per Attention worker ``B >= m``.
     ratio : array_like of int
         Attention workers per FFN worker, each >= 1.
     microbatches : int
@@ -564,29 +566,24 @@ def expected_cycle_time(coeffs, workload, batch: int, ratio, *, microbatches: in
     ndarray
         Mean step (cycle) time (s), shape of ``ratio``.
     """
-    coeffs = check_coefficients(coeffs)
-    m = _check_m(microbatches)
-    intercepts = _check_intercepts(intercepts)
-    samples = check_int("samples", samples, minimum=2)
-    b = check_int("batch B", batch, minimum=1)
-    laws = _as_laws(workload, b, m)
+    point, _, m, intercepts, samples, laws = _setup(point, workload, microbatches, intercepts,
+                                                    samples)
     r = _check_ratios(ratio)
-    mean, _ = _expected(coeffs, laws, r.ravel().astype(np.int64), intercepts, samples, seed)
+    mean, _ = _expected(point.coeffs, laws, r.ravel().astype(np.int64), intercepts, samples,
+                        seed)
     return mean.reshape(r.shape)
 
 
-def throughput_pipelined(coeffs, workload, batch: int, ratio, *, microbatches: int,
-                         intercepts: str = "per_microbatch", prices=None,
-                         samples: int = 2048, seed=0) -> np.ndarray:
-    """Throughput per instance ``r B / ((r + 1) E[lambda])`` of the pipelined bundle (tokens/s).
-
-    With ``prices`` (an :class:`~afdlib.provision.InstancePrices`), tokens/s per price
-    unit. Other parameters as for :func:`expected_cycle_time`.
+def throughput_pipelined(point: OperatingPoint, workload, ratio, *, microbatches: int,
+                         intercepts: str = "per_microbatch", samples: int = 2048,
+                         seed=0) -> np.ndarray:
+    """The point's objective ``r B / ((r w_A + w_F) E[lambda])`` for the pipelined bundle
+    (tokens/s per instance by default, per GPU or per price unit with the point's
+    objective). Parameters as for :func:`expected_cycle_time`.
     """
-    prices = as_prices(prices)
-    tau = expected_cycle_time(coeffs, workload, batch, ratio, microbatches=microbatches,
+    tau = expected_cycle_time(point, workload, ratio, microbatches=microbatches,
                               intercepts=intercepts, samples=samples, seed=seed)
-    return prices.throughput(np.asarray(ratio, dtype=float), batch, tau)
+    return check_point(point).throughput(np.asarray(ratio, dtype=float), tau)
 
 
 @dataclass(frozen=True)
@@ -598,11 +595,11 @@ class PipelinedRatio:
     r_int : int
         Ratio with the highest predicted throughput in ``1 .. max_ratio``.
     throughput : float
-        Its throughput per instance (tokens/s; per price unit with prices).
+        Its objective (tokens/s per instance, per GPU or per price unit).
     ratios : ndarray of int
         ``1 .. max_ratio``.
     throughputs : ndarray
-        Predicted throughput at each ratio.
+        Predicted objective at each ratio.
     step_times : ndarray
         Predicted mean step time at each ratio (s).
     step_time_se : ndarray
@@ -621,28 +618,21 @@ class PipelinedRatio:
     intercepts: str
 
 
-def pipelined_ratio(coeffs, workload, batch: int, max_ratio: int, *, microbatches: int,
-                    intercepts: str = "per_microbatch", prices=None, samples: int = 2048,
+def pipelined_ratio(point: OperatingPoint, workload, *, max_ratio: int, microbatches: int,
+                    intercepts: str = "per_microbatch", samples: int = 2048,
                     seed=0) -> PipelinedRatio:
-    """Best integer ratio of the pipelined bundle, comparing every ratio 1 .. max_ratio.
-
-    Parameters as for :func:`expected_cycle_time`; ``prices`` as for
-    :func:`throughput_pipelined`.
+    """Best integer ratio of the pipelined bundle, comparing every ratio 1 .. max_ratio
+    under the point's objective. Parameters as for :func:`expected_cycle_time`.
 
     Returns
     -------
     PipelinedRatio
     """
-    coeffs = check_coefficients(coeffs)
-    m = _check_m(microbatches)
-    intercepts = _check_intercepts(intercepts)
-    samples = check_int("samples", samples, minimum=2)
-    b = check_int("batch B", batch, minimum=1)
+    point, _, m, intercepts, samples, laws = _setup(point, workload, microbatches, intercepts,
+                                                    samples)
     top = check_int("max_ratio", max_ratio, minimum=1)
-    prices = as_prices(prices)
-    laws = _as_laws(workload, b, m)
     ratios = np.arange(1, top + 1)
-    tau, se = _expected(coeffs, laws, ratios, intercepts, samples, seed)
-    lam = prices.throughput(ratios.astype(float), b, tau)
+    tau, se = _expected(point.coeffs, laws, ratios, intercepts, samples, seed)
+    lam = point.throughput(ratios.astype(float), tau)
     k = int(np.argmax(lam))
     return PipelinedRatio(int(ratios[k]), float(lam[k]), ratios, lam, tau, se, m, intercepts)

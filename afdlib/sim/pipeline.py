@@ -31,19 +31,13 @@ import math
 import numpy as np
 
 from afdlib.errors import AfdInputError
-from afdlib.model import INTERCEPTS, intercept_share
+from afdlib.model import INTERCEPTS, intercept_share, microbatch_sizes
 from afdlib.sim.bundle import Bundle, check_run, worker_seeds
 from afdlib.sim.loads import load_path
 from afdlib.sim.results import SimResult, summarize
 from afdlib.validate import check_int
 
-__all__ = ["simulate_pipeline", "pipeline_completion_times", "INTERCEPTS", "microbatch_sizes"]
-
-
-def microbatch_sizes(batch: int, microbatches: int) -> np.ndarray:
-    """Slots of each microbatch: ``B // m`` or one more, larger ones first."""
-    base, extra = divmod(batch, microbatches)
-    return np.array([base + (k < extra) for k in range(microbatches)], dtype=np.int64)
+__all__ = ["simulate_pipeline", "pipeline_completion_times", "INTERCEPTS"]
 
 
 def _chain(ready, service, last):
