@@ -1,0 +1,95 @@
+"""The study's table of settings as a self-contained HTML table (for the chapter).
+
+One row per simulated setting; each rule's cell shows its ratio and its regret with the
+interval's half-width, in percent, on a green ground when the ratio is in the equivalence
+set and in bold when the whole interval lies above 1%. Settings where every rule agrees
+(trivially decided) are greyed.
+"""
+
+from __future__ import annotations
+
+import html
+
+from afdlib.study.rules import RULES
+
+__all__ = ["settings_table_html", "ratio_set_text"]
+
+_SHORT = {"azure2023_code": "code", "azure2023_conv": "conv",
+          "mooncake_conversation": "mooncake", "sharegpt_8k": "sharegpt"}
+_RULE_HEAD = {"paper": "paper (E[P]+E[D])", "mean field": "mean field (θ)",
+              "Gaussian barrier": "Gaussian", "exact-load barrier": "exact load",
+              "pipeline-aware": "pipeline-aware"}
+
+
+def ratio_set_text(ratios) -> str:
+    """A set of integers as runs, e.g. ``(3, 4, 5, 9)`` -> ``"3-5, 9"``."""
+    values = sorted(int(r) for r in ratios)
+    if not values:
+        return ""
+    runs, start, prev = [], values[0], values[0]
+    for r in values[1:] + [None]:
+        if r is not None and r == prev + 1:
+            prev = r
+            continue
+        runs.append(f"{start}" if start == prev else f"{start}–{prev}")
+        if r is not None:
+            start = prev = r
+    return ", ".join(runs)
+
+
+def _rule_cell(cell: dict | None) -> str:
+    if cell is None:
+        return "<td></td>"
+    half = 0.5 * (cell["high"] - cell["low"])
+    style = []
+    if cell["in_set"]:
+        style.append("background:#e3f4e1")
+    if cell["low"] > 0.01:
+        style.append("font-weight:bold")
+    attr = f' style="{";".join(style)}"' if style else ""
+    return (f"<td{attr}>{cell['ratio']} <small>{100 * cell['regret']:.2f}"
+            f"±{100 * half:.2f}</small></td>")
+
+
+def settings_table_html(study, *, max_height: str = "36em") -> str:
+    """The table of all simulated settings of a :class:`~afdlib.study.StudyResult`.
+
+    Parameters
+    ----------
+    study : StudyResult
+    max_height : str
+        CSS height of the scrolling box around the table.
+
+    Returns
+    -------
+    str
+        An HTML fragment (a scrolling ``div`` holding a ``table``).
+    """
+    head = ["#", "workload", "B", "coefficients", "regime", "referee", "runs", "best",
+            "equivalent"] + [_RULE_HEAD[r] for r in RULES] + ["coarse grid", "80% trace"]
+    out = [f'<div style="max-height:{max_height};overflow:auto;font-size:80%">',
+           '<table class="study-table" style="border-collapse:collapse;white-space:nowrap">',
+           "<thead><tr>" + "".join(f'<th style="position:sticky;top:0;background:#fff">'
+                                   f"{html.escape(h)}</th>" for h in head) + "</tr></thead>",
+           "<tbody>"]
+    for i, row in enumerate(study.rows(), start=1):
+        grey = ' style="color:#888"' if row["trivial"] else ""
+        eq = ratio_set_text(row["equivalent"]) + ("" if row["resolved"] else " (u)")
+        cells = [str(i), _SHORT.get(row["workload"], row["workload"]), str(row["batch"]),
+                 html.escape(row["coeffs"].removesuffix(".json")), row["regime"],
+                 html.escape(row["referee"]), f"{row['replications']}×{row['steps']:,}",
+                 str(row["best"]), eq]
+        tds = [f"<td>{c}</td>" for c in cells]
+        tds += [_rule_cell(row["rules"].get(name)) for name in RULES]
+        c = row["coarse"]
+        tds.append(f"<td>{c['best']} <small>{100 * c['regret']:.2f}</small></td>")
+        f = row["finite"]
+        if f["best"] is None:
+            tds.append("<td></td>")
+        else:
+            gap = f["gap_at_best"]
+            gap_text = "" if gap != gap else f"{round(100 * gap, 1) + 0.0:+.1f}"
+            tds.append(f"<td>{f['best']} <small>{gap_text}</small></td>")
+        out.append(f"<tr{grey}>" + "".join(tds) + "</tr>")
+    out += ["</tbody></table></div>"]
+    return "\n".join(out)
