@@ -67,6 +67,10 @@ class RuleSummary:
         Settings where the optimum is resolved; ``within_10pct`` the share of them whose
         ratio is within 10% of the simulated best, ``worst_ratio_error`` the largest
         relative ratio error among them (NaN if none).
+    regret_resolved : int
+        Settings where the rule's regret is resolved (its interval's half-width at most
+        the plan's target, 0.5%); ``worst_resolved_regret`` the largest regret among them
+        (NaN if none) and ``worst_resolved_key`` its setting.
     """
 
     settings: int
@@ -81,6 +85,9 @@ class RuleSummary:
     resolved: int
     within_10pct: float
     worst_ratio_error: float
+    regret_resolved: int = 0
+    worst_resolved_regret: float = math.nan
+    worst_resolved_key: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,6 +232,9 @@ class StudyResult:
                 reg = np.array([c["regret"] for _, c in cells])
                 k = int(np.argmax(reg))
                 res_err = np.array([c["ratio_error"] for r, c in cells if r["resolved"]])
+                tight = [i for i, (_, c) in enumerate(cells)
+                         if 0.5 * (c["high"] - c["low"]) <= self.plan.target_halfwidth]
+                kt = max(tight, key=lambda i: reg[i]) if tight else None
                 out[kind][name] = RuleSummary(
                     settings=len(cells), worst_regret=float(reg[k]),
                     worst_low=cells[k][1]["low"], worst_high=cells[k][1]["high"],
@@ -235,7 +245,10 @@ class StudyResult:
                     resolved=int(res_err.size),
                     within_10pct=(float(np.mean(res_err <= 0.10 + 1e-12)) if res_err.size
                                   else math.nan),
-                    worst_ratio_error=float(res_err.max()) if res_err.size else math.nan)
+                    worst_ratio_error=float(res_err.max()) if res_err.size else math.nan,
+                    regret_resolved=len(tight),
+                    worst_resolved_regret=math.nan if kt is None else float(reg[kt]),
+                    worst_resolved_key="" if kt is None else cells[kt][0]["key"])
         return out
 
     def counts(self) -> dict:
