@@ -71,6 +71,9 @@ class RuleSummary:
         Settings where the rule's regret is resolved (its interval's half-width at most
         the plan's target, 0.5%); ``worst_resolved_regret`` the largest regret among them
         (NaN if none) and ``worst_resolved_key`` its setting.
+    largest_lower_bound : float
+        The largest lower end of a regret interval: in some setting the rule surely gives
+        up at least this much (fraction).
     """
 
     settings: int
@@ -88,6 +91,7 @@ class RuleSummary:
     regret_resolved: int = 0
     worst_resolved_regret: float = math.nan
     worst_resolved_key: str = ""
+    largest_lower_bound: float = math.nan
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,6 +137,16 @@ class StudyResult:
             if r.key == key:
                 return r
         raise AfdInputError(f"no setting {key!r} in the study", parameter="key")
+
+    def find(self, workload: str, batch: int, coeffs: str, kind: str) -> SettingResult:
+        """The simulated setting of a workload, batch, coefficient source and referee kind."""
+        for r in self.ran:
+            s = r.setting
+            if (s.workload, s.batch, s.coeffs, s.referee.kind) == (workload, batch, coeffs,
+                                                                    kind):
+                return r
+        raise AfdInputError(f"no {kind} setting for {workload}, B = {batch}, {coeffs}",
+                            parameter="setting")
 
     @functools.cached_property
     def _comparisons(self) -> dict:
@@ -248,7 +262,8 @@ class StudyResult:
                     worst_ratio_error=float(res_err.max()) if res_err.size else math.nan,
                     regret_resolved=len(tight),
                     worst_resolved_regret=math.nan if kt is None else float(reg[kt]),
-                    worst_resolved_key="" if kt is None else cells[kt][0]["key"])
+                    worst_resolved_key="" if kt is None else cells[kt][0]["key"],
+                    largest_lower_bound=float(max(c["low"] for _, c in cells)))
         return out
 
     def counts(self) -> dict:

@@ -12,7 +12,7 @@ import html
 
 from afdlib.study.rules import RULES
 
-__all__ = ["settings_table_html", "ratio_set_text"]
+__all__ = ["settings_table_html", "headline_table_html", "ratio_set_text"]
 
 _SHORT = {"azure2023_code": "code", "azure2023_conv": "conv",
           "mooncake_conversation": "mooncake", "sharegpt_8k": "sharegpt"}
@@ -92,4 +92,43 @@ def settings_table_html(study, *, max_height: str = "36em") -> str:
             tds.append(f"<td>{f['best']} <small>{gap_text}</small></td>")
         out.append(f"<tr{grey}>" + "".join(tds) + "</tr>")
     out += ["</tbody></table></div>"]
+    return "\n".join(out)
+
+
+def _pct(x: float, digits: int = 2) -> str:
+    if x != x:  # NaN
+        return "–"
+    return f"{round(100 * x, digits) + 0.0:.{digits}f}%"
+
+
+def headline_table_html(study, *, rules_differ: bool = True) -> str:
+    """Per referee and rule: settings, worst regret with its interval, worst regret where
+    the rule's regret is resolved, the largest lower end of a regret interval, mean regret,
+    share in the equivalence set, and settings whose whole regret interval lies above 1%.
+
+    Parameters
+    ----------
+    study : StudyResult
+    rules_differ : bool
+        Over the settings where the rules differ (default) or all.
+
+    Returns
+    -------
+    str
+        An HTML table.
+    """
+    head = ["referee", "rule", "settings", "worst regret (95% interval)",
+            "worst where resolved (±0.5%)", "largest lower bound", "mean regret",
+            "in equivalence set", "surely > 1%"]
+    out = ['<table class="study-headline" style="border-collapse:collapse">',
+           "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+           + "</tr></thead>", "<tbody>"]
+    for kind, block in study.headline(rules_differ=rules_differ).items():
+        for rule, s in block.items():
+            cells = [kind, _RULE_HEAD[rule], str(s.settings),
+                     f"{_pct(s.worst_regret)} ({_pct(s.worst_low)} to {_pct(s.worst_high)})",
+                     f"{_pct(s.worst_resolved_regret)} <small>of {s.regret_resolved}</small>",
+                     _pct(s.largest_lower_bound), _pct(s.mean_regret), _pct(s.in_set, 0), str(s.over_1pct_resolved)]
+            out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
     return "\n".join(out)
