@@ -273,3 +273,22 @@ def test_bad_plans_are_rejected():
         RunPlan(target_halfwidth=0.0)
     with pytest.raises(AfdInputError, match="executor must be"):
         run_study(SMALL, plan=TINY, executor=object())
+
+
+def test_referee_gap_by_hand(serial):
+    import dataclasses
+
+    from afdlib.study import referee_gap
+
+    base = serial[0]  # heavy, B = 8, plain:attention, step
+    twin_setting = Setting("heavy", 8, "plain:attention",
+                           Referee("pipeline", "resample", 2, "per_step"))
+    faster = dataclasses.replace(base, setting=twin_setting, step_times=base.step_times / 1.1)
+    study = StudyResult((base, faster), TINY, 11)
+    (gap,) = referee_gap(study, "pipeline")
+    assert gap["best"] == gap["base_best"] == study.comparison(base.key).best_ratio
+    assert gap["throughput_gap"] == pytest.approx(0.1, rel=1e-9)
+    x = study.comparison(base.key).table[:, study.comparison(base.key).column(gap["best"])]
+    se = math.sqrt(2 * x.var(ddof=1) / x.size)  # the same spread on both sides
+    assert gap["throughput_gap_halfwidth"] == pytest.approx(1.1 * 1.959964 * se, rel=1e-9)
+    assert gap["base_best_regret"] == 0.0

@@ -442,8 +442,10 @@ def referee_gap(study: StudyResult, kind: str, base: str = "step") -> list[dict]
     list of dict
         Per pair: ``key`` (of the ``kind`` setting), ``best`` and ``base_best`` (the two
         simulated best ratios), ``throughput_gap`` (best throughput under ``kind`` over
-        that under ``base``, minus 1) and ``base_best_regret`` (the regret under ``kind``
-        of following ``base``'s best ratio; NaN when ``kind`` did not simulate it).
+        that under ``base``, minus 1), ``throughput_gap_halfwidth`` (its 95% half-width:
+        the two sides are independent replications, so their variances add; a normal
+        quantile on the log scale) and ``base_best_regret`` (the regret under ``kind`` of
+        following ``base``'s best ratio; NaN when ``kind`` did not simulate it).
     """
     twins = {}
     for res in study.ran:
@@ -459,8 +461,11 @@ def referee_gap(study: StudyResult, kind: str, base: str = "step") -> list[dict]
         lam_a, lam_b = a.throughput(), b.throughput()
         r_b = b.best_ratio
         regret = a.regret(r_b).estimate if r_b in set(a.ratios.tolist()) else math.nan
+        xa, xb = a.table[:, a.column(a.best_ratio)], b.table[:, b.column(r_b)]
+        se = math.sqrt(xa.var(ddof=1) / xa.size + xb.var(ddof=1) / xb.size)
+        gap = float(lam_a[a.column(a.best_ratio)] / lam_b[b.column(r_b)] - 1.0)
         out.append({"key": res.key, "best": a.best_ratio, "base_best": r_b,
-                    "throughput_gap": float(lam_a[a.column(a.best_ratio)]
-                                            / lam_b[b.column(r_b)] - 1.0),
+                    "throughput_gap": gap,
+                    "throughput_gap_halfwidth": float((1.0 + gap) * 1.959964 * se),
                     "base_best_regret": regret})
     return out
