@@ -28,8 +28,9 @@ from afdlib.widgets import _frames
 
 __all__ = ["frame_slider", "FrameSlider", "COLUMN_PX", "SANITIZE_PATTERNS"]
 
-#: Width of the book's text column [CSS px] (sphinx-book-theme, desktop), the default width.
-COLUMN_PX = 752
+#: Width a notebook output has in the book's text column [CSS px] (sphinx-book-theme at
+#: desktop width: a 752 px column less the output area's and the widget's own padding).
+COLUMN_PX = 660
 #: Default cap on the widget's HTML size [bytes]; keeps a page at a few MB.
 MAX_BYTES = 4_000_000
 #: Anchor of the page's "run this chapter live" button (written by the book's extension).
