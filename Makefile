@@ -66,6 +66,7 @@ test-notebooks: $(STAMP)
 # nbval has just proved the stored outputs equal a fresh run, so this build renders the
 # stored outputs (execution off) and checks the book itself: references, toc, directives.
 test-book: $(STAMP) $(MATHJAX)
+	rm -rf _build/stored
 	$(BIN)/python tests/book_config.py --execute off > _build_stored_config.yml
 	$(BIN)/jupyter-book build . $(BOOK_FLAGS) --config _build_stored_config.yml \
 		--path-output _build/stored

@@ -56,20 +56,21 @@ def _config_inited(app: Sphinx, config) -> None:
     # sets; empty, it logs "Got invalid theme mode" on every page
     config.html_context.setdefault("default_mode", "light")
     repo = (theme.get("repository_url") or "").strip()
-    buttons = theme.setdefault("launch_buttons", {})
+    buttons = theme.get("launch_buttons", {})  # set by Jupyter Book (sphinx-book-theme)
     if repo:
         buttons.setdefault("binderhub_url", "https://mybinder.org")
         buttons.setdefault("colab_url", "https://colab.research.google.com")
     else:  # the theme's launch buttons need a repository; without one, none
         for key in ("binderhub_url", "colab_url", "jupyterhub_url", "deepnote_url"):
-            buttons[key] = ""
+            if key in buttons:
+                buttons[key] = ""
     stage = Path(app.outdir).parent / "afd-lite"
     config.jupyterlite_dir = str(stage / "lite")
     config.jupyterlite_content_dir = str(stage / "contents")
     config.jupyterlite_config = str(stage / "lite" / "jupyter_lite_config.json")
     # chapters: every toc entry under chapters/ that is a notebook
     toc = Path(app.confdir) / "_toc.yml"
-    names = re.findall(r"file:\s*(chapters/[\w-]+)", toc.read_text())
+    names = re.findall(r"file:\s*(chapters/[\w-]+)", toc.read_text()) if toc.exists() else []
     config.afd_chapter_docnames = [n for n in names
                                    if (Path(app.confdir) / f"{n}.ipynb").exists()]
 
@@ -141,6 +142,43 @@ class SelfTestDirective(SphinxDirective):
                       f"**{q.answer_text()}**. {q.explain()}", "",
                       f'Live: `check("{q.key}", your_answer)`.', ":::", ""]
         container = nodes.container(classes=["afd-selftest"])
+        self.state.nested_parse(StringList(lines, source=self.get_source_info()[0]),
+                                self.content_offset, container)
+        return [container]
+
+
+# -- the list of theorems and definitions ------------------------------------------------------
+
+_PRF = re.compile(r"`{3,}\{prf:(theorem|proposition|lemma|corollary|definition)\}[ \t]*([^\n]*)\n"
+                  r"(?::[^\n]*\n)*?:label:[ \t]*(\S+)")
+_SLUG = re.compile(r"^\(([\w-]+)\)=", re.M)
+
+
+class ResultsDirective(SphinxDirective):
+    """``{afd-results}``: every labelled theorem, proposition and definition, with its title.
+
+    Read from the chapter notebooks in toc order (sphinx-proof's own index lists labels
+    only); each entry links to the result with ``{prf:ref}``.
+    """
+
+    def run(self) -> list[nodes.Node]:
+        import json
+
+        lines = []
+        for docname in self.config.afd_chapter_docnames:
+            path = Path(self.env.srcdir) / f"{docname}.ipynb"
+            self.env.note_dependency(str(path))
+            cells = json.loads(path.read_text())["cells"]
+            text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+            found = _PRF.findall(text)
+            slug = _SLUG.search(text)
+            if not found or not slug:
+                continue
+            lines += [f"**{{ref}}`{slug.group(1)}`**", ""]
+            for _kind, title, label in found:
+                lines.append(f"- {{prf:ref}}`{label}`: {title.strip() or '(untitled)'}")
+            lines.append("")
+        container = nodes.container(classes=["afd-results"])
         self.state.nested_parse(StringList(lines, source=self.get_source_info()[0]),
                                 self.content_offset, container)
         return [container]
@@ -240,7 +278,7 @@ def _copy_mathjax(app: Sphinx) -> None:
 
 
 def _build_finished(app: Sphinx, error) -> None:
-    if error is not None or app.builder.format != "html":
+    if error is not None or app.builder.format != "html" or not app.config.afd_site_assets:
         return
     _copy_mathjax(app)
     root = Path(app.confdir)
@@ -257,9 +295,12 @@ def _build_finished(app: Sphinx, error) -> None:
 
 def setup(app: Sphinx) -> dict:
     app.add_config_value("afd_chapter_docnames", [], "html")
+    # MathJax copy, student editions, lite contents and wheels (off only in tests)
+    app.add_config_value("afd_site_assets", True, "html")
     app.connect("config-inited", _config_inited)
     app.add_transform(FrameSliderFigures)
     app.add_directive("afd-selftest", SelfTestDirective)
+    app.add_directive("afd-results", ResultsDirective)
     app.connect("html-page-context", _page_context, priority=900)
     app.connect("build-finished", _build_finished, priority=400)  # before jupyterlite-sphinx
     # _static/afd.css is added by Jupyter Book (it links every _static/*.css)

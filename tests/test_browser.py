@@ -164,7 +164,12 @@ CHECK_JS = r"""() => {
     .map(e => e.textContent.slice(0, 120));
   const links = [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));
   const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
-  return {wide: wide.slice(0, 10), nwide: wide.length, raw, merr, brokenImgs, errors, links, ids};
+  const page = document.documentElement.scrollWidth > innerWidth + 1 ?
+    [...document.querySelectorAll('body *')].filter(e => visible(e) &&
+      e.getBoundingClientRect().right > innerWidth + 1 && e.children.length === 0)
+      .slice(0, 5).map(e => e.tagName.toLowerCase() + '.' + [...e.classList].join('.') + ': ' +
+                       (e.textContent || '').slice(0, 40)) : [];
+  return {page, wide: wide.slice(0, 10), nwide: wide.length, raw, merr, brokenImgs, errors, links, ids};
 }"""
 
 
@@ -240,6 +245,7 @@ def test_every_page_in_chromium(server, browser):
             info = page.evaluate(CHECK_JS)
             where = f"{rel} @{width}px"
             problems += [f"wider than the column, not scrolling: {w}" for w in info["wide"]]
+            problems += [f"page wider than the screen: {w}" for w in info["page"]]
             problems += [f"unrendered math near {r}" for r in info["raw"]]
             if info["merr"]:
                 problems.append(f"{info['merr']} MathJax errors")
