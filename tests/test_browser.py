@@ -68,6 +68,14 @@ def _pages() -> list[str]:
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     pyodide_dir: Path | None = None
+    sent: dict | None = None  # bytes served per first path segment, when counting
+
+    def copyfile(self, source, outputfile):
+        data = source.read()
+        outputfile.write(data)
+        if self.sent is not None:
+            top = urlsplit(self.path).path.strip("/").split("/")[0]
+            self.sent[top] = self.sent.get(top, 0) + len(data)
 
     def log_message(self, *args):  # quiet
         pass
@@ -361,6 +369,7 @@ def test_a_chapter_opens_in_the_lite_site_and_its_kernel_runs_python(server, bro
                                                                      tmp_path):
     _, handler, base = server
     handler.pyodide_dir = _offline_pyodide(tmp_path)
+    handler.sent = {}
     chapter = Path(_chapters()[0]).name
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
@@ -391,8 +400,11 @@ def test_a_chapter_opens_in_the_lite_site_and_its_kernel_runs_python(server, bro
     text = output.inner_text()
     page.screenshot(path=str(SHOTS / f"lite__{chapter}.png"))
     ctx.close()
+    sent = {k: round(v / 1e6, 1) for k, v in sorted(handler.sent.items())}
+    handler.sent = None
     print(f"\nlite: {chapter}.ipynb opened with {cells} cells in {loaded:.1f} s; kernel idle "
           f"after {started:.1f} s; cell printed {text.strip()!r}; requests to other hosts: "
-          f"{sorted(external) or 'none'}; numpy/scipy/matplotlib not loaded (offline: they "
-          "come from Pyodide's CDN at read time)")
+          f"{sorted(external) or 'none'}; MB served: {sent} (pyodide = the core and the "
+          "kernel's pure wheels, from the CDN at read time); numpy/scipy/matplotlib not "
+          "loaded (offline: they come from Pyodide's CDN at read time)")
     assert "lite kernel ok 285" in text, (text, errors[:10])
