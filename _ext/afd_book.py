@@ -277,10 +277,21 @@ def _copy_mathjax(app: Sphinx) -> None:
         "copied from its npm package by the book build (_ext/afd_book.py).\n")
 
 
+def _write_favicon_ico(app: Sphinx) -> None:
+    """A favicon.ico at the site's root, for pages without an icon link (Jupyter Book's
+    index.html redirect): browsers then ask for /favicon.ico, and a 404 is a console error."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGBA", (32, 32), (31, 111, 235, 255))
+    ImageDraw.Draw(img).text((7, 10), "rA", fill=(255, 255, 255, 255))
+    img.save(Path(app.outdir) / "favicon.ico", sizes=[(32, 32)])
+
+
 def _build_finished(app: Sphinx, error) -> None:
     if error is not None or app.builder.format != "html" or not app.config.afd_site_assets:
         return
     _copy_mathjax(app)
+    _write_favicon_ico(app)
     root = Path(app.confdir)
     sys.path.insert(0, str(root / "scripts"))
     import lite_site
