@@ -58,8 +58,12 @@ def _config_inited(app: Sphinx, config) -> None:
     repo = (theme.get("repository_url") or "").strip()
     buttons = theme.get("launch_buttons", {})  # set by Jupyter Book (sphinx-book-theme)
     if repo:
-        buttons.setdefault("binderhub_url", "https://mybinder.org")
-        buttons.setdefault("colab_url", "https://colab.research.google.com")
+        for key, url in (("binderhub_url", "https://mybinder.org"),
+                         ("colab_url", "https://colab.research.google.com")):
+            if not buttons.get(key):  # Jupyter Book's defaults are empty strings
+                buttons[key] = url
+        theme["launch_buttons"] = buttons
+        theme["use_repository_button"] = True
     else:  # the theme's launch buttons need a repository; without one, none
         for key in ("binderhub_url", "colab_url", "jupyterhub_url", "deepnote_url"):
             if key in buttons:

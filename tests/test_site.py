@@ -208,3 +208,27 @@ def test_captioned_frame_slider_is_a_numbered_figure_with_a_label(tmp_path):
     assert '<span class="caption-text">Slope, as <span class="math' in page  # math parsed
     assert 'class="afd-fs-caption"' not in page  # the widget's own caption is not repeated
     assert "Move a; watch the line." in page
+
+
+@pytest.mark.slow
+def test_one_setting_turns_on_the_binder_and_colab_buttons(tmp_path):
+    """``repository.url`` in _config.yml is all it takes (a build from stored outputs)."""
+    config = subprocess.run([sys.executable, str(ROOT / "tests" / "book_config.py"),
+                             "--execute", "off"], capture_output=True, text=True, check=True).stdout
+    assert re.search(r'(?m)^  url: ""', config), "repository.url is no longer one setting"
+    config = re.sub(r'(?m)^  url: ""', "  url: https://github.com/example-org/afd-book", config)
+    cfg = ROOT / f"_build_test_repo_config_{tmp_path.name}.yml"
+    cfg.write_text(config)
+    try:
+        proc = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build",
+                               str(ROOT), "-W", "-n", "--keep-going", "--config", str(cfg),
+                               "--path-output", str(tmp_path)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=600)
+    finally:
+        cfg.unlink()
+    assert proc.returncode == 0, (proc.stderr + proc.stdout)[-3000:]
+    chapter = Path(_chapters()[0]).stem
+    page = (tmp_path / "_build" / "html" / "chapters" / f"{chapter}.html").read_text()
+    assert f"mybinder.org/v2/gh/example-org/afd-book/main?urlpath=tree/chapters/{chapter}.ipynb" in page
+    assert (f"colab.research.google.com/github/example-org/afd-book/blob/main/chapters/"
+            f"{chapter}.ipynb") in page
