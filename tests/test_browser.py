@@ -219,6 +219,10 @@ def _check_sliders(page) -> list[str]:
         slider.scroll_into_view_if_needed()
         img = slider.locator("img.afd-fs-img")
         inputs = slider.locator("input.afd-fs-input")
+        if img.count() != 1 or inputs.count() == 0:
+            bad.append(f"slider {i}: not the current frame-slider HTML (stored output written "
+                       "by an older afdlib.widgets: re-execute the chapter)")
+            continue
         for k in range(inputs.count()):
             control = inputs.nth(k)
             top = int(control.get_attribute("max"))
@@ -399,13 +403,29 @@ def test_a_chapter_opens_in_the_lite_site_and_its_kernel_runs_python(server, bro
     output = page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-OutputArea-output")
     output.wait_for(timeout=120_000)
     text = output.inner_text()
+    # live ipywidgets: the kernel installs the ipywidgets wheel the site carries (same
+    # release as the page's widget manager) and the slider renders
+    first = page.locator(".jp-Notebook .jp-Cell").first
+    first.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("a")
+    page.keyboard.press("Enter")
+    page.keyboard.type('import piplite\nawait piplite.install("ipywidgets")\nimport ipywidgets\n'
+                       'ipywidgets.IntSlider(value=3, description="live")')
+    page.keyboard.press("Shift+Enter")
+    slider = page.locator(".jp-Notebook .jp-Cell").first.locator(".widget-slider, "
+                                                                 ".jupyter-widget-slider")
+    slider.first.wait_for(timeout=180_000)
+    widget_ok = "live" in page.locator(".jp-Notebook .jp-Cell").first.inner_text()
     page.screenshot(path=str(SHOTS / f"lite__{chapter}.png"))
     ctx.close()
     sent = {k: round(v / 1e6, 1) for k, v in sorted(handler.sent.items())}
     handler.sent = None
     print(f"\nlite: {chapter}.ipynb opened with {cells} cells in {loaded:.1f} s; kernel idle "
           f"after {started:.1f} s; cell printed {text.strip()!r}; requests to other hosts: "
-          f"{sorted(external) or 'none'}; MB served: {sent} (pyodide = the core and the "
+          f"{sorted(external) or 'none'}; an ipywidgets slider rendered: {widget_ok}; "
+          f"MB served: {sent} (pyodide = the core and the "
           "kernel's pure wheels, from the CDN at read time); numpy/scipy/matplotlib not "
           "loaded (offline: they come from Pyodide's CDN at read time)")
     assert "lite kernel ok 285" in text, (text, errors[:10])
+    assert widget_ok, errors[:10]
