@@ -54,7 +54,7 @@ serve:
 
 test: test-unit test-notebooks test-book test-browser
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(MATHJAX)
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests --ignore=tests/test_browser.py
 
 # nbval re-executes each chapter and compares the fresh outputs with the committed ones.

@@ -226,7 +226,7 @@ def test_one_setting_turns_on_the_binder_and_colab_buttons(tmp_path):
                               cwd=ROOT, timeout=600)
     finally:
         cfg.unlink()
-    assert proc.returncode == 0, (proc.stderr + proc.stdout)[-3000:]
+    assert proc.returncode == 0, (proc.stdout[-1500:] + proc.stderr[-1500:])
     chapter = Path(_chapters()[0]).stem
     page = (tmp_path / "_build" / "html" / "chapters" / f"{chapter}.html").read_text()
     assert f"mybinder.org/v2/gh/example-org/afd-book/main?urlpath=tree/chapters/{chapter}.ipynb" in page
