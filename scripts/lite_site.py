@@ -47,7 +47,7 @@ import sys
 if sys.platform == "emscripten":
     import piplite
 
-    await piplite.install(["afdlib", "ipywidgets"])
+    await piplite.install(["afdlib", "ipywidgets"]{extra})
     try:
         import myst_nb  # noqa: F401  (the book build's glue; not installable here)
     except ImportError:
@@ -68,10 +68,21 @@ PYODIDE_KERNELSPEC = {"name": "python", "display_name": "Python (Pyodide)",
                       "language": "python"}
 
 
+def _needs_kernel_tables(nb: nbformat.NotebookNode) -> bool:
+    """Whether a notebook reads the measured kernel tables (parquet upstream)."""
+    return any("kerneldb" in cell.source for cell in nb.cells if cell.cell_type == "code")
+
+
 def lite_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A chapter notebook as the lite site serves it: a setup cell first, Pyodide kernel."""
+    """A chapter notebook as the lite site serves it: a setup cell first, Pyodide kernel.
+
+    The setup cell installs afdlib and ipywidgets, and fastparquet (from Pyodide's
+    distribution) only where the notebook reads kernel tables: the other chapters do not
+    load pandas.
+    """
     out = copy.deepcopy(nb)
-    cell = nbformat.v4.new_code_cell(SETUP_SOURCE)
+    extra = ' + ["fastparquet"]' if _needs_kernel_tables(nb) else ""
+    cell = nbformat.v4.new_code_cell(SETUP_SOURCE.replace("{extra}", extra))
     cell.id = SETUP_TAG
     cell.metadata["tags"] = [SETUP_TAG, "remove-cell"]
     out.cells.insert(0, cell)
