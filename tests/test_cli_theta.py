@@ -126,11 +126,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, name, content, fragment):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["theta"], "required"),
+        (["theta"], "give a workload"),
         (["theta", "nope.csv"], "no such file"),
         (["theta", "x.csv", "--format", "xml"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
-        ([], "required"),
+        (["theta", "nope", "--prompt", "geometric:5"], "not both"),
+        (["theta", "--prompt", "geometric:5"], "--decode"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args, fragment):
