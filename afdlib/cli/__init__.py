@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import sys
 
-from afdlib.cli import provision, simulate, theta
+from afdlib.cli import provision, report, simulate, theta
 from afdlib.cli._common import EXAMPLES, CliError, OneLineParser
 from afdlib.errors import AfdInputError
 
 __all__ = ["main"]
 
 # Each module defines ``register(subparsers)``; order is the order of ``afd --help``.
-_COMMAND_MODULES = (theta, provision, simulate)
+_COMMAND_MODULES = (theta, provision, simulate, report)
 
 
 def build_parser() -> OneLineParser:

@@ -277,6 +277,17 @@ def _run_joint(args, workload: Workload, warnings: list[str]) -> int:
     return 0
 
 
+def _thin(front, best, rows: int = 16):
+    """At most ``rows`` frontier points, evenly spaced, the ends and ``best`` kept."""
+    if len(front) <= rows:
+        return list(front)
+    import numpy as np
+
+    keep = set(np.round(np.linspace(0, len(front) - 1, rows)).astype(int).tolist())
+    keep |= {i for i, p in enumerate(front) if (p.batch, p.ratio) == (best.batch, best.ratio)}
+    return [front[i] for i in sorted(keep)]
+
+
 def _ms(seconds) -> str:
     return f"{1e3 * seconds:.4g} ms"
 
@@ -286,7 +297,8 @@ def _print_joint(workload, costs, result, memory_note, points) -> None:
           f"{workload.load_std:.2f} tokens")
     for line in describe_costs(costs):
         print(line)
-    print(f"batches         {result.grid}; {memory_note}")
+    print(f"batches         {result.grid}"
+          + ("" if memory_note in result.grid else f"; {memory_note}"))
     target = ("" if result.target is None else
               f", p99 step time <= {_ms(result.target)}")
     best = result.best
@@ -296,12 +308,16 @@ def _print_joint(workload, costs, result, memory_note, points) -> None:
     gpus = points.get(best.batch, (None, None))[1]
     if gpus is not None and gpus.objective.gpus is not None:
         g = gpus.objective.gpus
-        print(f"                with {g.attention}-GPU Attention instances and a {g.ffn}-GPU "
-              "FFN instance")
+        print(f"                Attention instances of {g.attention} GPU(s), an FFN instance of "
+              f"{g.ffn}")
     print(f"pareto          throughput against p99 step time ({len(result.pareto)} bundles no "
           "other beats on both)")
+    shown = _thin(result.pareto, best)
+    if len(shown) < len(result.pareto):
+        print(f"                {len(shown)} of them shown, evenly along the frontier "
+              "(--json for all)")
     print(f"{'B':>7} {'r':>4} {result.unit:>24} {'p99 step ms':>12} {'mean step ms':>13}")
-    for p in result.pareto:
+    for p in shown:
         mark = "  best" if (p.batch, p.ratio) == (best.batch, best.ratio) else ""
         print(f"{p.batch:>7} {p.ratio:>4} {p.throughput:>24.1f} {1e3 * p.step_time_p99:>12.3f} "
               f"{1e3 * p.mean_step_time:>13.3f}{mark}")
