@@ -233,7 +233,7 @@ def _check_trace_name(name: str) -> None:
     looks_like_name = "/" not in text and "\\" not in text and "." not in Path(text).name
     if looks_like_name:
         raise AfdInputError(f"{text}: no such file, and not a public trace (public traces: "
-                            f"{', '.join(PUBLIC_TRACES)})", parameter="trace")
+                            f"{', '.join(PUBLIC_TRACES)})")
 
 
 def load_trace_requests(args):
