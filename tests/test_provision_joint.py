@@ -92,6 +92,9 @@ def test_joint_best_is_the_best_pair_that_meets_the_target(with_law):
     ok = {k: v for k, v in table.items() if v[1] <= target}
     want = max(ok, key=lambda k: ok[k][0])
     assert (res_t.best.batch, res_t.best.ratio) == want
+    within = res.best_within(target)               # the same answer from the first search
+    assert (within.batch, within.ratio) == want
+    assert res.best_within(1e-6) is None
     assert res_t.best.step_time_p99 <= target < table[best][1]
     assert res_t.best in res_t.pareto or any(
         p.throughput >= res_t.best.throughput and p.step_time_p99 <= res_t.best.step_time_p99

@@ -239,3 +239,24 @@ def test_bad_quantile_inputs():
     law = worker_load_law(HEAVY, 4)
     with pytest.raises(AfdInputError, match="the worker-load law is for B = 4"):
         step_time_quantile_exact(p, law, 2)
+
+
+def test_attention_bound_slo_ratio_solves_the_quantile_equation():
+    from afdlib.provision import attention_bound_slo_ratio
+
+    # attention alone sets the step: tiny FFN and communication
+    c = StepCoefficients(alpha_A=2e-8, beta_A=1e-3, alpha_F=1e-12, beta_F=0.0)
+    p = OperatingPoint(coeffs=c, theta=2000.0, load_std=1500.0, batch=16)
+    for target in (1.95e-3, 2.0e-3, 2.1e-3):      # p99 at r = 1 is 1.92 ms
+        r_t = attention_bound_slo_ratio(p, target)
+        # at r_T the Gaussian p99 equals the target; just below it meets it, above not
+        assert float(step_time_quantile_gaussian(p, r_t, 0.99)) == pytest.approx(target,
+                                                                                 rel=1e-10)
+        k = math.floor(r_t)
+        if k >= 1:
+            assert float(step_time_quantile_gaussian(p, k, 0.99)) <= target
+        assert float(step_time_quantile_gaussian(p, k + 1, 0.99)) > target
+    # no spread: no barrier, any ratio or none
+    flat = p.replace(load_std=0.0)
+    assert attention_bound_slo_ratio(flat, 1.7e-3) == math.inf
+    assert attention_bound_slo_ratio(flat, 1.6e-3) == 0.0

@@ -61,6 +61,7 @@ from afdlib.provision.joint import (
 )
 from afdlib.provision.latency import (
     LATENCY_METHODS,
+    attention_bound_slo_ratio,
     LatencyChoice,
     max_load_quantile,
     max_normal_quantile,
@@ -112,6 +113,7 @@ __all__ = [
     "GPUPrices", "RULE_NAMES", "LATENCY_METHODS", "LatencyChoice", "max_normal_quantile",
     "max_load_quantile", "step_time_quantile_gaussian", "step_time_quantile_exact",
     "step_time_quantile", "step_time_cdf_gaussian", "step_time_cdf_exact", "slo_ratio",
+    "attention_bound_slo_ratio",
     "JointPoint", "JointResult", "batch_grid", "joint_search", "pareto_front",
     "MAX_DEFAULT_RATIO",
 ]

@@ -179,6 +179,13 @@ class JointResult:
     unit: str
     best_per_batch: tuple
 
+    def best_within(self, tpot_p99: float) -> JointPoint | None:
+        """The best pair whose p99 step time is at most ``tpot_p99`` (s), None if none: the
+        search under another target without evaluating the pairs again."""
+        tpot_p99 = check_number("tpot_p99", tpot_p99, minimum=0.0, strict=True, unit="s")
+        ok = [p for p in self.points if p.step_time_p99 <= tpot_p99]
+        return max(ok, key=lambda p: p.throughput) if ok else None
+
     def to_dict(self) -> dict:
         """JSON-ready summary: ``best``, ``pareto``, the grid and the per-batch optima."""
         return {"best": None if self.best is None else self.best.to_dict(),

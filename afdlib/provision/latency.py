@@ -47,7 +47,7 @@ from afdlib.validate import check_array, check_number
 __all__ = ["LATENCY_METHODS", "max_normal_quantile", "max_load_quantile",
            "step_time_quantile_gaussian", "step_time_quantile_exact", "step_time_cdf_gaussian",
            "step_time_cdf_exact", "step_time_quantile", "LatencyChoice", "slo_ratio",
-           "check_quantile"]
+           "check_quantile", "attention_bound_slo_ratio"]
 
 #: How a step-time quantile is predicted: the exact worker-load law, or its Gaussian.
 LATENCY_METHODS = ("exact", "gaussian")
@@ -219,6 +219,43 @@ def step_time_cdf_exact(point: OperatingPoint, law: WorkerLoadLaw, ratio: int,
     load = (t - c.beta_A) / c.alpha_A
     cdf = np.interp(load, law.values, 1.0 - _survival(law), left=0.0, right=1.0)
     return np.where(t >= g, cdf ** r, 0.0)
+
+
+def attention_bound_slo_ratio(point: OperatingPoint, target: float,
+                              q: float = 0.99) -> float:
+    r"""Largest (real) ratio whose Gaussian ``q``-quantile of the attention stage meets a target.
+
+    Where attention sets the quantile (``G(r)`` below it), the step's ``q``-quantile is
+    ``mu_A + sigma_A Phi^{-1}(q^{1/r})``, strictly increasing in r, so the ratios that meet
+    ``target`` are those with ``q^{1/r} <= Phi(z)``, ``z = (target - mu_A) / sigma_A``:
+
+    .. math::  r \le r_T = \frac{\ln q}{\ln \Phi(z)} .
+
+    Parameters
+    ----------
+    point : OperatingPoint
+    target : float
+        Latency target (s), > 0.
+    q : float
+        Level (0.99: p99).
+
+    Returns
+    -------
+    float
+        ``r_T``; ``inf`` when ``sigma_A = 0`` and the mean meets the target (no barrier), 0
+        when not even one worker does (``target <= mu_A`` with ``sigma_A = 0``, or ``r_T < 1``
+        is returned as it is: below one worker nothing meets it).
+    """
+    point = check_point(point)
+    target = check_number("tpot_p99", target, minimum=0.0, strict=True, unit="s")
+    q = check_quantile(q)
+    mu, sd = point.mean_attention_time, point.attention_std
+    if sd == 0.0:
+        return math.inf if target >= mu else 0.0
+    log_phi = float(special.log_ndtr((target - mu) / sd))
+    if log_phi == 0.0:
+        return math.inf
+    return math.log(q) / log_phi
 
 
 @dataclass(frozen=True)
