@@ -61,8 +61,8 @@ from afdlib.provision.joint import (
 )
 from afdlib.provision.latency import (
     LATENCY_METHODS,
-    attention_bound_slo_ratio,
     LatencyChoice,
+    attention_bound_slo_ratio,
     max_load_quantile,
     max_normal_quantile,
     slo_ratio,
