@@ -191,8 +191,9 @@ def _latency_figure(report: Report) -> str:
     top = _shown_ratio(report)
     ax.set_xlim(0.5, top + 0.5)
     shown = res.step_time_p99[:top]
-    ax.set_ylim(0.0, 1.15 * ms * max(float(shown.max()),
-                                    res.slo.target if res.slo is not None else 0.0))
+    low = float(res.mean_step_times[rule][:top].min())
+    ax.set_ylim(0.9 * ms * low, 1.1 * ms * max(float(shown.max()),
+                                               res.slo.target if res.slo is not None else 0.0))
     ax.set_xlabel("ratio r (Attention workers per FFN worker)")
     ax.set_ylabel("step time = time per output token (ms)")
     ax.legend(fontsize=8)
@@ -229,7 +230,9 @@ def _num(value, fmt: str = ".4g") -> str:
 
 
 def _ms(seconds) -> str:
-    return "&ndash;" if seconds is None else f"{1e3 * seconds:.4g} ms"
+    if seconds is None or not math.isfinite(seconds):
+        return "&ndash;"
+    return f"{1e3 * seconds:.2f} ms"
 
 
 def _table(head: list[str], rows: list[list[str]], *, left: int = 1,
@@ -393,7 +396,10 @@ def _sweep_section(report: Report) -> str:
                  + (f" ({_e(rule_used)})" if rule_used else "") + ".")
     else:
         text += " (This simulator version does not report equivalent ratios.)"
-    text += "</p>"
+    text += ("</p><p class='note'>A run's p99 is the sample quantile of its steps; loads change "
+             "slowly (a request lasts hundreds of steps), so one run's p99 carries a sampling "
+             "error of a few tenths of a percent or more. Common random numbers make the "
+             "runs of different ratios share their first workers' requests.</p>")
     head = ["r", _e(goal.unit), "95% interval", "mean step", "p99 step (simulated)",
             "p99 step (predicted)"]
     return "<h2>Confirming simulation</h2>" + text + _table(head, rows, picks=picks)
