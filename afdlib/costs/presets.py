@@ -397,9 +397,10 @@ def _ffn_curve(model: ModelSpec, dep: Deployment, eff: Efficiency, fits: FitTabl
             raise AfdInputError(f"MoE routing {routing} needs a measured MoE table: {why}; the "
                                 "roofline assumes balanced routing", parameter="moe_routing")
         return RooflineFFN(model, dep, eff), "roofline", None
-    straggler = "" if routing == "balanced" else ", timed on the most loaded rank"
-    text = (f"measured: {entry.system} moe_perf (ep={dep.ffn_gpus}, {routing} routing"
-            f"{straggler}) for routed experts; roofline for shared experts and dense layers")
+    # balanced routing keeps the text of earlier versions; a power law says so
+    skew = "" if routing == "balanced" else f", {routing} routing, the most loaded rank"
+    text = (f"measured: {entry.system} moe_perf (ep={dep.ffn_gpus}{skew}) for routed experts; "
+            "roofline for shared experts and dense layers")
     return MeasuredFFN(entry, model, dep, eff), text, entry
 
 
