@@ -68,6 +68,12 @@ PYODIDE_KERNELSPEC = {"name": "python", "display_name": "Python (Pyodide)",
                       "language": "python"}
 
 
+def setup_source(*, kernel_tables: bool = False) -> str:
+    """The setup cell's code; with ``kernel_tables`` it also installs fastparquet."""
+    extra = ' + ["fastparquet"]' if kernel_tables else ""
+    return SETUP_SOURCE.replace("{extra}", extra)
+
+
 def _needs_kernel_tables(nb: nbformat.NotebookNode) -> bool:
     """Whether a notebook reads the measured kernel tables (parquet upstream)."""
     return any("kerneldb" in cell.source for cell in nb.cells if cell.cell_type == "code")
@@ -81,8 +87,7 @@ def lite_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     load pandas.
     """
     out = copy.deepcopy(nb)
-    extra = ' + ["fastparquet"]' if _needs_kernel_tables(nb) else ""
-    cell = nbformat.v4.new_code_cell(SETUP_SOURCE.replace("{extra}", extra))
+    cell = nbformat.v4.new_code_cell(setup_source(kernel_tables=_needs_kernel_tables(nb)))
     cell.id = SETUP_TAG
     cell.metadata["tags"] = [SETUP_TAG, "remove-cell"]
     out.cells.insert(0, cell)

@@ -110,11 +110,24 @@ def test_lite_notebook_installs_afdlib_first_and_runs_on_pyodide():
 def test_lite_setup_cell_is_a_no_op_outside_pyodide():
     import asyncio
     ns = {}
-    code = compile(lite_site.SETUP_SOURCE, "<setup>", "exec", flags=0x2000)
+    code = compile(lite_site.setup_source(), "<setup>", "exec", flags=0x2000)
     result = eval(code, ns)  # noqa: S307 (our own constant)
     if asyncio.iscoroutine(result):
         asyncio.run(result)
     assert "piplite" not in ns
+
+
+def test_only_chapters_reading_kernel_tables_install_fastparquet():
+    def setup_of(source):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        return lite_site.lite_notebook(nb).cells[0].source
+
+    with_tables = setup_of("from afdlib.costs import kerneldb\nkerneldb.moe_points")
+    without = setup_of("import afdlib")
+    assert '["afdlib", "ipywidgets"] + ["fastparquet"]' in with_tables
+    assert "fastparquet" not in without and '["afdlib", "ipywidgets"])' in without
+    for source in (with_tables, without):
+        compile(source, "<setup>", "exec", flags=0x2000)
 
 
 def test_selftest_notebooks_have_a_check_cell_per_question():
@@ -156,7 +169,7 @@ def test_selftest_answers_are_the_library_values():
     theta = load_stats(IndependentLengths(Geometric(1000, start=0), Geometric(500))).theta
     assert selftest.check("foundations-1", theta)
     assert theta == pytest.approx(1000 + 500 - 1)  # the special case the explanation states
-    mf = mean_field_ratio(selftest._paper_coeffs(), 1000, 128)
+    mf = mean_field_ratio(selftest._point(1000, 128))
     assert mf.r_A < 0 and mf.r_C < 0  # what provisioning-2's explanation says
     assert selftest.check("provisioning-1", mf.r_star)
 

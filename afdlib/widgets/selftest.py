@@ -107,32 +107,34 @@ def _theta_deterministic() -> float:
     return load_stats(IndependentLengths(Deterministic(100), Deterministic(200))).theta
 
 
-def _paper_coeffs():
-    from afdlib.costs import StepCoefficients
-    return StepCoefficients(alpha_A=2.5e-8, beta_A=1.0e-3, alpha_F=2.0e-6, beta_F=1.6e-2,
-                            alpha_C=2.0e-7, beta_C=1.0e-3, comm_scales_with="B")
+def _point(theta: float, batch: int):
+    """The self-tests' operating point: fixed coefficients at ``theta`` and ``batch``."""
+    from afdlib.model import OperatingPoint, StepCoefficients
+    coeffs = StepCoefficients(alpha_A=2.5e-8, beta_A=1.0e-3, alpha_F=2.0e-6, beta_F=1.6e-2,
+                              alpha_C=2.0e-7, beta_C=1.0e-3, comm_scales_with="B")
+    return OperatingPoint(coeffs=coeffs, theta=theta, batch=batch)
 
 
 def _attention_time_ms() -> float:
     from afdlib.provision import step_components
-    parts = step_components(_paper_coeffs(), 2000, 128, 4)
+    parts = step_components(_point(2000, 128), 4)
     return float(parts["attention"]) * 1e3
 
 
 def _r_peak() -> float:
     from afdlib.provision import mean_field_ratio
-    return float(mean_field_ratio(_paper_coeffs(), 1000, 128).r_star)
+    return float(mean_field_ratio(_point(1000, 128)).r_star)
 
 
 def _regime() -> str:
     from afdlib.provision import mean_field_ratio
-    regime = mean_field_ratio(_paper_coeffs(), 1000, 128).regime
+    regime = mean_field_ratio(_point(1000, 128)).regime
     return {"attention": "a", "communication": "b", "ffn": "c"}[regime]
 
 
 def _best_integer() -> float:
     from afdlib.provision import best_integer_mean_field
-    return float(best_integer_mean_field(_paper_coeffs(), 1000, 128))
+    return float(best_integer_mean_field(_point(1000, 128)))
 
 
 def _expected_max_8() -> float:
@@ -141,8 +143,8 @@ def _expected_max_8() -> float:
 
 
 def _throughput() -> float:
-    r, batch, mean_step = 4, 64, 0.05
-    return r * batch / ((r + 1) * mean_step)
+    from afdlib.model import PER_INSTANCE
+    return float(PER_INSTANCE.throughput(4, 64, 0.05))  # r = 4, B = 64, E[tau] = 50 ms
 
 
 QUESTIONS: tuple[Question, ...] = (
