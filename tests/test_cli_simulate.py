@@ -121,7 +121,7 @@ def test_sweep_progress_bar_on_request(tmp_path):
                      "--batch", "8", "--ratios", "1:3", "--coeffs", str(path), "--steps",
                      "300", "--json", "--progress")
     assert result.returncode == 0
-    assert "3/3" in result.stderr
+    assert "100% 900/900" in result.stderr  # 3 ratios of 300 steps
     out = json.loads(result.stdout)
     assert out["best_ratio"] == 2
     by_hand = [400.0, 16 / (3 * 0.012), 24 / (4 * 0.014)]

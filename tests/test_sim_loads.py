@@ -561,9 +561,23 @@ def test_both_pipeline_recursions_agree_exactly_and_match_simpy(r, m):
     rng = np.random.default_rng(r * 10 + m)
     attention = rng.exponential(1.0, size=(40, r, m))
     comm, ffn = rng.exponential(0.5, size=m).tolist(), rng.exponential(1.0, size=m).tolist()
-    scalar = np.array(pipeline._completion_scalar(attention, comm, ffn))
-    vector = pipeline._completion_vector(attention, comm, ffn)
+    scalar = np.array(pipeline._completion_scalar(attention, comm, ffn,
+                                                  pipeline.PipelineState(r, m)))
+    vector = pipeline._completion_vector(attention, comm, ffn, pipeline.PipelineState(r, m))
     np.testing.assert_array_equal(scalar, vector)
     np.testing.assert_array_equal(pipeline.pipeline_completion_times(attention, comm, ffn),
                                   scalar)
     np.testing.assert_allclose(scalar, _simpy_pipeline(attention, comm, ffn), rtol=1e-12)
+    # a run continued from its state in pieces (chunks) is the same run; with the times
+    # measured from the last completion it is the same up to rounding
+    state = pipeline.PipelineState(r, m)
+    parts = [pipeline.pipeline_completion_times(attention[a:b], comm, ffn, state=state)
+             for a, b in [(0, 17), (17, 18), (18, 40)]]
+    np.testing.assert_array_equal(np.concatenate(parts), scalar)
+    state, parts, origin = pipeline.PipelineState(r, m), [], 0.0
+    for a, b in [(0, 17), (17, 18), (18, 40)]:
+        done = pipeline.pipeline_completion_times(attention[a:b], comm, ffn, state=state)
+        parts.append(done + origin)
+        origin += float(done[-1])
+        state.shift(float(done[-1]))
+    np.testing.assert_allclose(np.concatenate(parts), scalar, rtol=1e-13)

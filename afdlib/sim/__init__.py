@@ -24,7 +24,8 @@ loop over steps and holds ``O(r * m * steps)`` numbers for ``m`` microbatches.
 """
 
 from afdlib.sim.bundle import INITS, Bundle, RunOptions, check_run, worker_seeds
-from afdlib.sim.loads import LoadPath, load_path
+from afdlib.sim.compare import Screening, paired_batches, screen_to_the_best
+from afdlib.sim.loads import LoadChunk, LoadPath, LoadStream, load_path
 from afdlib.sim.pipeline import INTERCEPTS, simulate_pipeline
 from afdlib.sim.reference import simulate_reference
 from afdlib.sim.results import (
@@ -40,6 +41,7 @@ from afdlib.sim.sweep import (
     ENGINES,
     Replications,
     SweepResult,
+    compare_ratios,
     replicate,
     simulate,
     sweep,
@@ -57,7 +59,9 @@ __all__ = [
     "INITS",
     "INTERCEPTS",
     "ENGINES",
+    "LoadChunk",
     "LoadPath",
+    "LoadStream",
     "load_path",
     "SimResult",
     "StepRecords",
@@ -71,4 +75,8 @@ __all__ = [
     "simulate_reference",
     "simulate_step",
     "sweep",
+    "compare_ratios",
+    "Screening",
+    "paired_batches",
+    "screen_to_the_best",
 ]
