@@ -361,13 +361,15 @@ def test_chunked_resampled_loads_equal_a_walk_dealt_chunk_by_chunk(data, workers
 
 
 def test_a_run_of_one_chunk_is_dealt_as_a_single_pass():
-    # the default chunk is long: runs up to CHUNK_STEPS steps keep the single-pass stream
+    # runs up to SINGLE_CHUNK_STEPS steps are one chunk: they keep the single-pass stream
     w = IndependentLengths(Geometric(30, start=0), Geometric(9))
     seeds = worker_seeds(3, 2)
     whole = load_path(w, seeds, 6, 700)
     assert np.array_equal(whole.loads, load_path(w, seeds, 6, 700, chunk_steps=700).loads)
     assert not np.array_equal(whole.loads, load_path(w, seeds, 6, 700, chunk_steps=350).loads)
-    assert loads_module.CHUNK_STEPS >= 200_000  # the study's and chapters' longest runs
+    assert loads_module.SINGLE_CHUNK_STEPS >= 200_000  # the study's and chapters' longest
+    assert LoadStream(w, seeds, 6, loads_module.SINGLE_CHUNK_STEPS + 1).chunk_steps == (
+        loads_module.CHUNK_STEPS)
 
 
 def _replay_walk(prompt, decode, slots, steps, group, *, finite=False):

@@ -13,11 +13,11 @@ and the whole path needs one entry per *request* (its start step and jump) inste
 one update per slot and step. The entries are scatter-added into a ``(groups, steps)``
 integer array and integrated by a cumulative sum.
 
-Runs are cut into **chunks** of :data:`CHUNK_STEPS` steps (:class:`LoadStream`), so that
-memory does not grow with the run: each chunk carries the slots' state (the step at which
-each slot's next request starts and the context it continues from, the requests already
-dealt that start in a later chunk, the groups' last loads) into the next one. A run of at
-most ``CHUNK_STEPS`` steps is a single chunk.
+Runs longer than :data:`SINGLE_CHUNK_STEPS` are cut into **chunks** of :data:`CHUNK_STEPS`
+steps (:class:`LoadStream`), so that memory does not grow with the run: each chunk carries
+the slots' state (the step at which each slot's next request starts and the context it
+continues from, the requests already dealt that start in a later chunk, the groups' last
+loads) into the next one. A shorter run is a single chunk.
 
 Two ways to feed requests to the slots:
 
@@ -39,8 +39,8 @@ Two ways to feed requests to the slots:
   the longest prefix of them that no request handed out in the same round can precede
   (a round typically covers several steps; see ``_Replay``).
 
-Memory is ``O(slots + CHUNK_STEPS * groups)``: request blocks are capped at that size and
-their work arrays are reused.
+Memory is ``O(slots + SINGLE_CHUNK_STEPS * groups)``: request blocks are capped at that size
+and their work arrays are reused.
 """
 
 from __future__ import annotations
@@ -56,13 +56,16 @@ from afdlib.errors import AfdInputError
 from afdlib.sim.bundle import check_int, check_workload
 from afdlib.workload import JointLengths, sample_stationary_slots
 
-__all__ = ["CHUNK_STEPS", "LoadChunk", "LoadPath", "LoadStream", "load_path",
+__all__ = ["CHUNK_STEPS", "SINGLE_CHUNK_STEPS", "LoadChunk", "LoadPath", "LoadStream", "load_path",
            "release_work_arrays", "renewal_block", "row_digits", "uniform_rows"]
 
-#: Steps per chunk of a load path (:class:`LoadStream`). It must not depend on the number
-#: of workers (the dealing of requests depends on it, and common random numbers need the
-#: first workers' paths to be the same at every ratio).
-CHUNK_STEPS = 1 << 18
+#: A run of at most this many steps is one chunk (:class:`LoadStream`): its requests are
+#: dealt as in a single pass over the run ...
+SINGLE_CHUNK_STEPS = 1 << 18
+#: ... and a longer run goes in chunks of this many steps. Neither depends on the number
+#: of workers (the dealing of requests depends on the chunks, and common random numbers
+#: need the first workers' paths to be the same at every ratio).
+CHUNK_STEPS = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -255,9 +258,10 @@ def _initial_state(workload, seeds, batch, init):
 class LoadStream:
     """Exact per-step token loads of ``len(seeds)`` workers of ``batch`` slots, in chunks.
 
-    Iterating yields one :class:`LoadChunk` per chunk of at most ``chunk_steps``
-    consecutive steps, in order; memory stays ``O(slots + chunk_steps * groups)`` however
-    long the run. A stream can be iterated once.
+    Iterating yields one :class:`LoadChunk` per chunk of consecutive steps, in order: the
+    whole run if it has at most :data:`SINGLE_CHUNK_STEPS` steps, else chunks of
+    :data:`CHUNK_STEPS`; memory does not grow with the run. A stream can be iterated
+    once.
 
     Parameters
     ----------
@@ -286,8 +290,8 @@ class LoadStream:
         out once; a slot that frees after the last row has been handed out stays idle
         (the chunks then carry ``active`` and ``freed``).
     chunk_steps : int, optional
-        Steps per chunk (default :data:`CHUNK_STEPS`); a run of at most this many steps
-        is one chunk. With ``resample`` the dealing of requests depends on it.
+        Steps per chunk instead of the default. With ``resample`` the dealing of requests
+        depends on the chunks (not with ``replay``).
 
     Attributes
     ----------
@@ -326,8 +330,9 @@ class LoadStream:
             raise AfdInputError("a finite trace is replayed from a cold start (replay=True, "
                                 "init='cold')", parameter="finite")
         self.init, self.replay, self.finite = init, bool(replay), bool(finite)
-        self.chunk_steps = (CHUNK_STEPS if chunk_steps is None
-                            else check_int("chunk_steps", chunk_steps, minimum=1))
+        if chunk_steps is None:
+            chunk_steps = self.steps if self.steps <= SINGLE_CHUNK_STEPS else CHUNK_STEPS
+        self.chunk_steps = check_int("chunk_steps", chunk_steps, minimum=1)
         self.requests = 0
         self._started = False
 

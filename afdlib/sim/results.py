@@ -33,7 +33,12 @@ from afdlib.sim.streaming import (
 
 __all__ = ["SimResult", "StepRecords", "RunAccumulator", "batch_means",
            "autocorrelation_time", "idle_fraction", "predicted_halfwidth", "objective_dict",
-           "COARSE_BATCHES"]
+           "COARSE_BATCHES", "MICRO_BATCHES"]
+
+#: Micro-batches a run keeps for its batch means and correlation time (bounded memory:
+#: runs of up to this many measured steps use every step, see
+#: :class:`afdlib.sim.streaming.BatchSeries`).
+MICRO_BATCHES = 1 << 18
 
 #: Batch means a :class:`SimResult` keeps (:attr:`SimResult.batch_step_times`), enough to
 #: form the paired batch-means intervals of a sweep.
@@ -258,7 +263,7 @@ class RunAccumulator:
         self.bundle, self.run = bundle, run
         self.alpha = float(bundle.coeffs.alpha_A)
         self.intercept = float(attention_intercept)
-        self.series = BatchSeries()
+        self.series = BatchSeries(MICRO_BATCHES)
         self.quantiles = LogHistogram()
         self.load_moments = Moments()
         self._load_sum = 0.0
