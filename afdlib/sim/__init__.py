@@ -25,6 +25,12 @@ loop over steps and holds ``O(r * m * steps)`` numbers for ``m`` microbatches.
 
 from afdlib.sim.bundle import INITS, Bundle, RunOptions, check_run, worker_seeds
 from afdlib.sim.compare import Screening, paired_batches, screen_to_the_best
+from afdlib.sim.finite import (
+    FiniteSweep,
+    FiniteTraceResult,
+    simulate_finite_trace,
+    sweep_finite_trace,
+)
 from afdlib.sim.loads import LoadChunk, LoadPath, LoadStream, load_path
 from afdlib.sim.pipeline import INTERCEPTS, simulate_pipeline
 from afdlib.sim.reference import simulate_reference
@@ -79,4 +85,8 @@ __all__ = [
     "Screening",
     "paired_batches",
     "screen_to_the_best",
+    "FiniteSweep",
+    "FiniteTraceResult",
+    "simulate_finite_trace",
+    "sweep_finite_trace",
 ]
