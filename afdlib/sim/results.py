@@ -277,7 +277,7 @@ class RunAccumulator:
         """Steps after the warm-up added so far."""
         return self.series.count
 
-    def add(self, first: int, step_time, loads) -> None:
+    def add(self, first: int, step_time, loads, top=None) -> None:
         """Add steps ``first .. first + L - 1``.
 
         Parameters
@@ -288,6 +288,8 @@ class RunAccumulator:
             Duration of each step (s).
         loads : ndarray, shape (r, L)
             Token load of each Attention worker at each step (tokens; integers).
+        top : ndarray, shape (L,), optional
+            ``loads.max(axis=0)``, where the engine has it.
         """
         if self._record or self._record_to is not None:
             att = self.alpha * np.asarray(loads, dtype=float) + self.intercept
@@ -305,9 +307,12 @@ class RunAccumulator:
         self.series.add(tau)
         self.quantiles.add(tau)
         self.load_moments.add(w)
-        self._load_sum += float(np.sum(w))
+        total = np.sum(w)
+        self._load_sum += total.item()
         if w.shape[0] > 1:
-            self._barrier_sum += float(np.sum(w.max(axis=0) - w.mean(axis=0)))
+            # sum over steps of (slowest - mean worker's load), exactly for integers
+            top = w.max(axis=0) if top is None else top[cut:]
+            self._barrier_sum += (np.sum(top).item() * w.shape[0] - total.item()) / w.shape[0]
 
     def result(self, *, engine: str, microbatches: int, comm_busy: float, ffn_busy: float,
                requests: int) -> SimResult:

@@ -85,8 +85,9 @@ def simulate_step(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
     with progress_bar(progress, run.steps, stream=stream, label="simulate ") as bar:
         for chunk in loads:
             # t_A is increasing in the load: the slowest worker is the most loaded one
-            tau = step_time(c.attention_time(chunk.loads.max(axis=0)), t_c, t_f)
-            acc.add(chunk.first, tau, chunk.loads)
+            top = chunk.loads.max(axis=0)
+            tau = step_time(c.attention_time(top), t_c, t_f)
+            acc.add(chunk.first, tau, chunk.loads, top)
             bar.update(chunk.steps)
     return acc.result(engine="step", microbatches=1, comm_busy=t_c, ffn_busy=t_f,
                       requests=loads.requests)

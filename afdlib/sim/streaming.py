@@ -120,13 +120,17 @@ class Moments:
         self._m2 = 0.0
 
     def add(self, x) -> None:
-        """Add the values of an array (any shape)."""
+        """Add the values of an array (any shape; integers are summed exactly)."""
         x = np.asarray(x)
         n = x.size
         if n == 0:
             return
-        mean = float(x.mean())
-        m2 = float(np.sum((x - mean) ** 2))
+        exact = _integer_moments(x) if x.dtype.kind in "iu" else None
+        if exact is not None:
+            mean, m2 = exact
+        else:
+            mean = float(x.mean())
+            m2 = float(np.sum((x - mean) ** 2))
         if self.count == 0:
             self.count, self.mean, self._m2 = n, mean, m2
             return
@@ -145,6 +149,19 @@ class Moments:
     def std(self) -> float:
         """Population standard deviation."""
         return math.sqrt(max(self.variance, 0.0)) if self.count else math.nan
+
+
+def _integer_moments(x: np.ndarray) -> tuple[float, float] | None:
+    """Mean and sum of squared deviations of integers from exact integer sums (None
+    where the squares could overflow int64)."""
+    flat = x.reshape(-1)
+    origin = int(flat[0])
+    d = flat - origin
+    reach = max(abs(int(d.max())), abs(int(d.min())))
+    if reach and flat.size * reach * reach >= 1 << 62:
+        return None
+    s1, s2, n = int(d.sum()), int(np.dot(d, d)), flat.size
+    return origin + s1 / n, (s2 * n - s1 * s1) / n
 
 
 class BatchSeries:
@@ -175,12 +192,14 @@ class BatchSeries:
         self.count = 0
         self._total = 0.0
         self.moments = Moments()
+        self._tau = None  # the correlation time, once computed (until more values come)
 
     def add(self, x) -> None:
         """Append values (a 1-d array), oldest first."""
         x = np.asarray(x, dtype=float).reshape(-1)
         if x.size == 0:
             return
+        self._tau = None
         self.count += x.size
         self._total += float(np.sum(x))
         self.moments.add(x)
@@ -267,14 +286,17 @@ class BatchSeries:
         AfdInputError
             With fewer than 4 micro-batches.
         """
+        if self._tau is not None and self._tau[0] == window:
+            return self._tau[1]
         y = self.micro_means()
-        tau_y = autocorrelation_time(y, window=window)
-        if self.granularity == 1:
-            return tau_y
-        var_x = self.moments.variance
-        if not var_x > 0:
-            return 1.0
-        return float(max(self.granularity * tau_y * float(y.var()) / var_x, 1.0 / self.count))
+        tau = tau_y = autocorrelation_time(y, window=window)
+        if self.granularity > 1:
+            var_x = self.moments.variance
+            tau = (1.0 if not var_x > 0 else
+                   float(max(self.granularity * tau_y * float(y.var()) / var_x,
+                             1.0 / self.count)))
+        self._tau = (window, tau)
+        return tau
 
     def interval(self, n_batches: int | None = None,
                  confidence: float = 0.95) -> tuple[float, float, float]:
@@ -307,6 +329,11 @@ class BatchSeries:
         return mean, mean - t * se, mean + t * se
 
 
+def _bits(value: float) -> int:
+    """The bit pattern of a float64 as an integer (increasing in the value for value > 0)."""
+    return int(np.float64(value).view(np.int64))
+
+
 class LogHistogram:
     """Counts of positive values in bins of bounded relative width, for quantiles.
 
@@ -332,6 +359,7 @@ class LogHistogram:
         self.nonpositive = 0
         self.minimum = math.inf
         self.maximum = -math.inf
+        self._cum = None
 
     @property
     def mantissa_bits(self) -> int:
@@ -348,20 +376,24 @@ class LogHistogram:
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         if x.size == 0:
             return
-        if not np.isfinite(x).all():
+        low, high = float(x.min()), float(x.max())
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise AfdInputError("LogHistogram takes finite values")
+        self._cum = None
         self.count += x.size
-        self.minimum = min(self.minimum, float(x.min()))
-        self.maximum = max(self.maximum, float(x.max()))
-        positive = x[x > 0] if self.minimum <= 0 else x
+        self.minimum = min(self.minimum, low)
+        self.maximum = max(self.maximum, high)
+        positive = x[x > 0] if low <= 0 else x
         self.nonpositive += x.size - positive.size
         if positive.size == 0:
             return
         # positive floats order like their bit patterns: the top bits name the bin
-        idx = positive.view(np.int64) >> self._shift
-        self._cover(int(idx.min()), int(idx.max()))
-        idx = positive.view(np.int64) >> self._shift  # _cover may have coarsened
-        self._counts += np.bincount(idx - self._low, minlength=self._counts.size)
+        smallest = low if low > 0 else float(positive.min())
+        self._cover(_bits(smallest) >> self._shift, _bits(high) >> self._shift)
+        first = _bits(smallest) >> self._shift  # after _cover: it may have coarsened
+        part = np.bincount((positive.view(np.int64) >> self._shift) - first)
+        start = first - self._low
+        self._counts[start:start + part.size] += part
 
     def _cover(self, lo: int, hi: int) -> None:
         """Make the bins span bin indices ``lo .. hi`` (coarsening if needed)."""
@@ -389,6 +421,7 @@ class LogHistogram:
         self._counts = padded[:size].reshape(-1, 2).sum(axis=1)
         self._low = start >> 1
         self._shift += 1
+        self._cum = None
 
     def quantile(self, q: float) -> float:
         """The ``q``-quantile, ``q`` in (0, 1]: the order statistic ``x_(ceil(q n))``
@@ -403,7 +436,9 @@ class LogHistogram:
         rank = max(1, math.ceil(q * self.count))  # 1-based order statistic
         if rank <= self.nonpositive:
             return self.minimum  # only exact below the positive bins if all are equal
-        cum = np.cumsum(self._counts)
+        if self._cum is None:
+            self._cum = np.cumsum(self._counts)
+        cum = self._cum
         i = int(np.searchsorted(cum, rank - self.nonpositive))
         lo_bits = (self._low + i) << self._shift
         hi_bits = (self._low + i + 1) << self._shift
