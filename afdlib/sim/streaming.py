@@ -191,7 +191,8 @@ class BatchSeries:
         self._part_n = 0
         self.count = 0
         self._total = 0.0
-        self.moments = Moments()
+        self._origin = None  # the first value: squares are summed about it (stable)
+        self._squares = 0.0
         self._tau = None  # the correlation time, once computed (until more values come)
 
     def add(self, x) -> None:
@@ -202,7 +203,10 @@ class BatchSeries:
         self._tau = None
         self.count += x.size
         self._total += float(np.sum(x))
-        self.moments.add(x)
+        if self._origin is None:
+            self._origin = float(x[0])
+        d = x - self._origin
+        self._squares += float(np.einsum("i,i->", d, d))
         g = self.granularity
         at = 0
         if self._part_n:
@@ -244,6 +248,14 @@ class BatchSeries:
     def total(self) -> float:
         """Sum of all values."""
         return self._total
+
+    @property
+    def variance(self) -> float:
+        """Population variance of all values (NaN when empty)."""
+        if not self.count:
+            return math.nan
+        shift = self._total / self.count - self._origin
+        return max(self._squares / self.count - shift * shift, 0.0)
 
     @property
     def mean(self) -> float:
@@ -291,7 +303,7 @@ class BatchSeries:
         y = self.micro_means()
         tau = tau_y = autocorrelation_time(y, window=window)
         if self.granularity > 1:
-            var_x = self.moments.variance
+            var_x = self.variance
             tau = (1.0 if not var_x > 0 else
                    float(max(self.granularity * tau_y * float(y.var()) / var_x,
                              1.0 / self.count)))
