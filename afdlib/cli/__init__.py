@@ -12,7 +12,7 @@ import os
 import sys
 
 from afdlib.cli import provision, report, simulate, theta
-from afdlib.cli._common import EXAMPLES, CliError, OneLineParser
+from afdlib.cli._common import CliError, OneLineParser
 from afdlib.errors import AfdInputError
 
 __all__ = ["main"]
@@ -45,10 +45,6 @@ def build_parser() -> OneLineParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for module in _COMMAND_MODULES:
         module.register(sub)
-    for name, sub_parser in sub.choices.items():
-        if not sub_parser.epilog and name in EXAMPLES:
-            sub_parser.epilog = ("examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[name])
-                                 + "\n")
     return parser
 
 

@@ -17,20 +17,7 @@ __all__ = ["CliError", "OneLineParser", "HelpFormatter", "add_command", "emit_js
            "batch_range", "load_trace_requests", "add_workload_arguments", "resolve_workload",
            "add_coefficient_arguments", "resolve_coefficients", "resolve_costs", "Costs",
            "add_objective_arguments", "resolve_objective", "estimate_warnings",
-           "describe_costs", "linearization_objective", "EXAMPLES"]
-
-#: Usage examples of subcommands whose modules give none (``afd --help`` adds them).
-EXAMPLES = {
-    "simulate": ["afd simulate --trace sharegpt_8k --batch 64 --ratio 6 --model qwen3-235b-a22b "
-                 "--hardware h200",
-                 "afd simulate --prompt geometric:100,start=0 --decode geometric:500 --batch 256 "
-                 "--ratio 9 --coeffs my_coeffs.json --steps 100000 --json"],
-    "sweep": ["afd sweep --trace sharegpt_8k --batch 64 --ratios 1:16 --model qwen3-235b-a22b "
-              "--hardware h200",
-              "afd sweep --prompt geometric:100,start=0 --decode geometric:500 --batch 256 "
-              "--ratios 1:16 --coeffs my_coeffs.json"],
-}
-
+           "describe_costs", "linearization_objective"]
 
 class CliError(Exception):
     """An error the command line reports in one line with a given exit status.

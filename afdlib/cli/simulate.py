@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from afdlib.cli import _common
 from afdlib.cli._common import (
     CliError,
     add_coefficient_arguments,
+    add_command,
+    add_objective_arguments,
     add_workload_arguments,
     emit_json,
+    linearization_objective,
     non_negative_int,
     positive_int,
-    resolve_coefficients,
+    resolve_costs,
+    resolve_objective,
     resolve_workload,
 )
 from afdlib.model import INTERCEPTS
@@ -56,25 +59,12 @@ def ratio_range(text: str) -> range:
     return range(lo, hi + 1)
 
 
-def _add_parser(subparsers, name: str, *, help: str, description: str, examples: list[str]):
-    """A subcommand whose help ends with examples (the shared helper where there is one)."""
-    add_command = getattr(_common, "add_command", None)
-    if add_command is not None:
-        return add_command(subparsers, name, help=help, description=description,
-                           examples=examples)
-    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples) + "\n"
-    return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     add_workload_arguments(p)
     p.add_argument("--batch", type=positive_int, required=True, metavar="B",
                    help="slots per Attention worker")
     add_coefficient_arguments(p)
-    add_objective = getattr(_common, "add_objective_arguments", None)
-    if add_objective is not None:
-        add_objective(p)
+    add_objective_arguments(p)
     p.add_argument("--steps", type=positive_int, default=20_000, metavar="N",
                    help="decode steps to simulate (default: 20000); memory does not grow "
                         "with N")
@@ -104,7 +94,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     """Add the ``simulate`` and ``sweep`` subcommands."""
-    p = _add_parser(
+    p = add_command(
         subparsers, "simulate", help="simulate one rA-1F bundle",
         description="Simulate an rA-1F bundle with exact per-slot renewals and the exact "
                     "barrier over workers; report throughput (with a 95% batch-means "
@@ -120,7 +110,7 @@ def register(subparsers) -> None:
                         "(.npz or .csv), chunk by chunk")
     p.set_defaults(func=run_simulate)
 
-    s = _add_parser(
+    s = add_command(
         subparsers, "sweep", help="simulate a range of ratios and pick the best",
         description="Simulate the bundle at every integer ratio in LO:HI with common random "
                     "numbers; report the ratio of highest throughput, the ratios "
@@ -147,17 +137,10 @@ def _engine_options(args) -> dict:
 
 
 def _costs(args, theta: float):
-    """Coefficients and objective: with the shared GPU-count and objective options where
-    the command line has them (``resolve_costs``, ``resolve_objective``), else per
-    instance."""
-    from afdlib.model import Objective
-
-    resolve_costs = getattr(_common, "resolve_costs", None)
-    resolve_objective = getattr(_common, "resolve_objective", None)
-    if resolve_costs is None or resolve_objective is None:
-        return resolve_coefficients(args, batch=args.batch, theta=theta), Objective()
-    linearize = getattr(_common, "linearization_objective", lambda a: "instance")
-    costs = resolve_costs(args, batch=args.batch, theta=theta, objective=linearize(args))
+    """Coefficients and objective from the shared GPU-count and objective options (presets
+    are linearized at the optimum of the same objective as in ``afd provision``)."""
+    costs = resolve_costs(args, batch=args.batch, theta=theta,
+                          objective=linearization_objective(args))
     return costs.coefficients, resolve_objective(args, costs.gpus)
 
 
@@ -186,8 +169,7 @@ def _header(args, description, point) -> dict:
            "lengths": "replay" if args.replay else "resample", "seed": args.seed,
            "objective": objective_dict(point.objective)}
     gpus = point.objective.gpus
-    if gpus is not None and (point.objective.kind == "gpu"
-                             or hasattr(point.objective, "throughput_per_gpu")):
+    if gpus is not None:
         out["gpus"] = {"attention": gpus.attention, "ffn": gpus.ffn}
     if args.engine == "pipeline":
         out.update(microbatches=args.microbatches or 2,

@@ -94,18 +94,9 @@ class Bundle:
 
     def throughput_per_gpu(self, mean_step_time):
         """Throughput per GPU, ``r B / ((r g_A + g_F) E[tau])`` (tokens/s per GPU), where
-        the objective knows the GPU counts of the instances; else None.
-
-        The objective computes it (``Objective.throughput_per_gpu``, None where the counts
-        are unknown); an objective without that method knows its counts only when it is
-        the per-GPU objective itself.
-        """
-        per_gpu = getattr(self.objective, "throughput_per_gpu", None)
-        if callable(per_gpu):
-            return per_gpu(self.ratio, self.batch, mean_step_time)
-        if self.objective.kind != "gpu":
-            return None
-        return self.objective.throughput(self.ratio, self.batch, mean_step_time)
+        the objective knows the GPU counts of the instances; else None
+        (:meth:`afdlib.model.Objective.throughput_per_gpu` computes it)."""
+        return self.objective.throughput_per_gpu(self.ratio, self.batch, mean_step_time)
 
 
 @dataclass(frozen=True)
