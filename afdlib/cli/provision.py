@@ -24,6 +24,7 @@ from afdlib.cli._common import (
     resolve_objective,
     warn,
 )
+from afdlib.model import INTERCEPTS
 
 _nonnegative_float = float_at_least(0.0)
 #: Rows of the text table around the best ratios (the rest with --json).
@@ -80,6 +81,14 @@ def register(subparsers) -> None:
     p.add_argument("--tpot-p99", type=positive_float, metavar="SECONDS",
                    help="latency target: the largest allowed 99th percentile of the step "
                         "time (= time per output token), in seconds, e.g. 0.05")
+    p.add_argument("--microbatches", type=positive_int, default=None, metavar="M",
+                   help="Attention workers split their batch into M microbatches (2..6) that "
+                        "pipeline through attention, the links and the FFN: the rules become "
+                        "pipeline-aware (maximum cycle mean of the pipeline over the loads' "
+                        "laws); no latency target then")
+    p.add_argument("--intercepts", choices=INTERCEPTS, default=None,
+                   help="with --microbatches: each microbatch pays the full intercepts "
+                        "(per_microbatch, the default) or 1/M of them (per_step)")
     p.add_argument("--max-ratio", type=positive_int, metavar="R",
                    help="largest ratio of the table and of the integer search (default: "
                         "max(32, 2 x the larger continuous optimum), at most 4096)")
@@ -176,15 +185,18 @@ def operating_point(args, workload: Workload, batch: int, *, check_memory: bool 
     return costs, point
 
 
-def provision_at(args, workload: Workload, batch: int):
-    """Every rule at one batch: ``(costs, ProvisionResult)``.
-
-    The rules come from :func:`afdlib.provision.provision`; a pipeline-aware rule for
-    ``--microbatches M`` would be added here, next to them.
-    """
+def provision_at(args, workload: Workload, batch: int, *, microbatches: int | None = None,
+                 intercepts: str | None = None):
+    """Every rule at one batch: ``(costs, ProvisionResult)``, pipeline-aware with
+    ``microbatches`` (``--microbatches``; :func:`afdlib.provision.provision`)."""
     from afdlib.provision import provision, worker_load_law
 
     costs, point = operating_point(args, workload, batch)
+    if microbatches is not None:
+        result = provision(point, max_ratio=args.max_ratio, tpot_p99=args.tpot_p99,
+                           microbatches=microbatches, intercepts=intercepts or INTERCEPTS[0],
+                           workload=workload.lengths)
+        return costs, result
     law = worker_load_law(workload.lengths, batch) if workload.lengths is not None else None
     result = provision(point, max_ratio=args.max_ratio, law=law, tpot_p99=args.tpot_p99)
     return costs, result
@@ -201,11 +213,16 @@ def _header(workload: Workload, costs, result_dict: dict, warnings: list[str]) -
 
 def run(args) -> int:
     """Compute and print the provisioning result."""
+    if args.intercepts is not None and args.microbatches is None:
+        raise CliError("--intercepts applies with --microbatches only")
+    if args.microbatches is not None and args.batches is not None:
+        raise CliError("--microbatches is not searched jointly with --batches: give --batch B")
     workload = resolve_provision_workload(args)
     warnings = estimate_warnings(workload.estimate) if workload.estimate is not None else []
     if args.batches is not None:
         return _run_joint(args, workload, warnings)
-    costs, result = provision_at(args, workload, args.batch)
+    costs, result = provision_at(args, workload, args.batch, microbatches=args.microbatches,
+                                 intercepts=args.intercepts)
     out = _header(workload, costs, result.to_dict(), warnings)
     if args.json:
         emit_json(out)
@@ -364,8 +381,14 @@ def _print_summary(workload: Workload, costs, result) -> None:
           f"(direct search: {result.r_star_numeric:.4f})")
     print(f"r* (barrier)    {result.barrier.r_star:.4f}")
     exact_text = f", exact-load barrier {result.exact.r_int}" if result.exact is not None else ""
-    print(f"best integer    mean field {result.r_int_mean_field}, barrier {result.barrier.r_int}"
-          f"{exact_text}  (ratios 1..{result.max_ratio}, {point.objective.unit})")
+    print(f"best integer    mean field {result.r_int('mean_field')}, barrier "
+          f"{result.r_int('barrier')}{exact_text}  (ratios 1..{result.max_ratio}, "
+          f"{point.objective.unit})")
+    if result.pipeline is not None:
+        print(f"pipeline        {result.pipeline['microbatches']} microbatches, intercepts "
+              f"{result.pipeline['intercepts']}: the best integers are the pipeline-aware "
+              "rules' (cycle time at mean loads; over normal loads; over the exact laws); "
+              "the closed forms above are the step model's")
     from afdlib.model import PER_INSTANCE
 
     if not point.objective.per_instance:
@@ -412,12 +435,20 @@ def _print_table(result) -> None:
         print(f"table           ratios {lo}..{hi} of 1..{result.max_ratio} (around the best "
               "ones; --json for every ratio)")
     head = "".join(f" {names[r]:>12}" for r in rules)
-    print(f"{'ratio':>7}{head} {'p50 ms':>9} {'p99 ms':>9}   ({unit}; step times: "
-          f"{result.quantile_method} law)")
+    quantiles = result.step_time_p99 is not None
+    step_head = (f" {'p50 ms':>9} {'p99 ms':>9}" if quantiles
+                 else f" {'step ms':>9}")
+    step_note = (f"step times: {result.quantile_method} law" if quantiles
+                 else f"mean step time: {names[result.best_rule]} rule")
+    print(f"{'ratio':>7}{head}{step_head}   ({unit}; {step_note})")
     for r in range(lo, hi + 1):
         mark = [f"{names[k]} best" for k, v in best.items() if v == r]
         if result.slo is not None and result.slo.r_int == r:
             mark.append("latency best")
         cells = "".join(f" {table[rule][r - 1]:>12.1f}" for rule in rules)
-        print(f"{r:>7}{cells} {1e3 * result.step_time_p50[r - 1]:>9.3f} "
-              f"{1e3 * result.step_time_p99[r - 1]:>9.3f}   {', '.join(mark)}")
+        if quantiles:
+            steps = (f" {1e3 * result.step_time_p50[r - 1]:>9.3f} "
+                     f"{1e3 * result.step_time_p99[r - 1]:>9.3f}")
+        else:
+            steps = f" {1e3 * result.mean_step_times[result.best_rule][r - 1]:>9.3f}"
+        print(f"{r:>7}{cells}{steps}   {', '.join(mark)}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from afdlib.errors import AfdInputError
 from afdlib.model import PER_INSTANCE, Objective, OperatingPoint, best_integer_ratio, maximize_ratio
 from afdlib.provision.barrier import (
     BarrierRatio,
@@ -34,6 +35,11 @@ from afdlib.provision.meanfield import (
     mean_field_ratio,
     mean_field_step_time,
     throughput_mean_field,
+)
+from afdlib.provision.pipelined import (
+    expected_cycle_time,
+    gaussian_microbatch_laws,
+    mean_load_cycle_time,
 )
 from afdlib.validate import check_int
 
@@ -83,7 +89,7 @@ class ProvisionResult:
         a worker-load law, ``exact_load``): every objective follows from these.
     exact : ExactRatio or None
         The exact-load barrier rule, when a worker-load law was given.
-    quantile_method : {"exact", "gaussian"}
+    quantile_method : {"exact", "gaussian", "none"}
         How the step-time quantiles were predicted (exact with a law).
     step_time_p50, step_time_p99 : ndarray
         Predicted median and 99th percentile of the step time at each ratio (s).
@@ -91,6 +97,13 @@ class ProvisionResult:
         The Gaussian model's 99th percentile (s), also when the exact one is reported.
     slo : LatencyChoice or None
         The best ratio under the latency target, when one was given.
+    pipeline : dict or None
+        With ``m`` microbatches: ``{"microbatches": m, "intercepts": mode}``. The tables
+        are then the pipeline-aware rules' (:mod:`afdlib.provision.pipelined`): the cycle
+        time at mean loads (``mean_field``), the quasi-static cycle time over normal
+        microbatch loads (``barrier``) and over their exact laws (``exact_load``), and the
+        best integer ratios are theirs; the closed-form quantities (``mean_field``,
+        ``barrier`` fields) stay those of the step model.
     """
 
     point: OperatingPoint
@@ -108,6 +121,7 @@ class ProvisionResult:
     step_time_p99: np.ndarray | None = None
     step_time_p99_gaussian: np.ndarray | None = None
     slo: LatencyChoice | None = None
+    pipeline: dict | None = None
 
     @property
     def max_ratio(self) -> int:
@@ -126,6 +140,8 @@ class ProvisionResult:
 
     def r_int(self, rule: str) -> int:
         """Best integer ratio of ``rule`` under the point's objective."""
+        if self.pipeline is not None:  # the pipeline-aware tables decide
+            return self.best_ratios(self.point.objective).get(rule)
         return {"mean_field": self.r_int_mean_field, "barrier": self.barrier.r_int,
                 "exact_load": None if self.exact is None else self.exact.r_int}[rule]
 
@@ -181,8 +197,8 @@ class ProvisionResult:
             "r_peak": mf.r_peak,
             "r_star": mf.r_star,
             "regime": mf.regime,
-            "r_int_mean_field": self.r_int_mean_field,
-            "r_int_barrier": self.barrier.r_int,
+            "r_int_mean_field": self.r_int("mean_field"),
+            "r_int_barrier": self.r_int("barrier"),
             "throughput_per_instance": table,
             "coeffs": point.coeffs.to_dict(),
             "comm_scales_with": mf.comm_scales_with,
@@ -196,8 +212,8 @@ class ProvisionResult:
             "throughput_star_mean_field": mf.throughput,
             "throughput_star_barrier": self.barrier.throughput,
             "max_ratio": self.max_ratio,
-            "r_int_at_max_ratio": {"mean_field": self.r_int_mean_field == self.max_ratio,
-                                   "barrier": self.barrier.at_max_ratio},
+            "r_int_at_max_ratio": {"mean_field": self.r_int("mean_field") == self.max_ratio,
+                                   "barrier": self.r_int("barrier") == self.max_ratio},
             "prices": {"attention": point.prices.attention, "ffn": point.prices.ffn},
             "objective": point.objective.to_dict(),
             "throughput_unit": point.objective.unit,
@@ -208,6 +224,12 @@ class ProvisionResult:
         if self.exact is not None:
             out["r_int_exact"] = self.exact.r_int
             out["r_int_at_max_ratio"]["exact_load"] = self.exact.r_int == self.max_ratio
+        out["microbatches"] = None if self.pipeline is None else self.pipeline["microbatches"]
+        if self.pipeline is not None:
+            out["intercepts"] = self.pipeline["intercepts"]
+            out["pipeline_rules"] = ("mean_field: cycle time at mean loads; barrier: "
+                                     "quasi-static cycle time over normal microbatch loads; "
+                                     "exact_load: over their exact laws (max cycle mean)")
         if not point.objective.per_instance:
             out["r_int_per_instance"] = self.best_ratios(PER_INSTANCE)
         if per_gpu_obj is not None and point.objective.kind != "gpu":
@@ -221,7 +243,8 @@ class ProvisionResult:
 
 def provision(point: OperatingPoint, *, max_ratio: int | None = None,
               law: WorkerLoadLaw | None = None, tpot_p99: float | None = None,
-              quantile: float = 0.99) -> ProvisionResult:
+              quantile: float = 0.99, microbatches: int | None = None,
+              intercepts: str = "per_microbatch", workload=None) -> ProvisionResult:
     """Mean-field, barrier and (with a law) exact-load provisioning for one operating point.
 
     Parameters
@@ -240,6 +263,15 @@ def provision(point: OperatingPoint, *, max_ratio: int | None = None,
         output token). Adds :attr:`ProvisionResult.slo`.
     quantile : float
         Level of the latency target (default 0.99: p99).
+    microbatches : int, optional
+        Microbatches per Attention worker ``m``: the rules become pipeline-aware (see
+        :attr:`ProvisionResult.pipeline`). The step-time quantiles and the latency target
+        are not predicted for a pipeline (an error with ``tpot_p99``).
+    intercepts : {"per_microbatch", "per_step"}
+        With ``microbatches``: each microbatch pays the full intercepts, or ``1/m``.
+    workload : IndependentLengths or JointLengths, optional
+        With ``microbatches``, the requests whose exact microbatch-load laws give the
+        pipelined ``exact_load`` rule (the law of a worker is not enough there).
 
     Returns
     -------
@@ -248,6 +280,9 @@ def provision(point: OperatingPoint, *, max_ratio: int | None = None,
     point = check_point(point)
     point.integer_batch()
     quantile = check_quantile(quantile)
+    if microbatches is not None and tpot_p99 is not None:
+        raise AfdInputError("a latency target is not predicted for a pipelined bundle "
+                            "(microbatches): leave out one of them", parameter="tpot_p99")
     if law is not None:
         law = _check_law(point, law)
     mf = mean_field_ratio(point)
@@ -271,6 +306,9 @@ def provision(point: OperatingPoint, *, max_ratio: int | None = None,
         lam_exact = point.throughput(ratios, taus["exact_load"])
         k = int(np.argmax(lam_exact))
         exact = ExactRatio(int(ratios[k]), float(lam_exact[k]), ratios, lam_exact)
+    if microbatches is not None:
+        return _pipelined(point, mf, r_num, r_int_mf, br, ratios, table_mf, workload,
+                          microbatches, intercepts)
     gaussian_p99 = step_time_quantile_gaussian(point, ratios, 0.99)
     p50 = step_time_quantile(point, ratios, 0.5, law=law)
     p99 = gaussian_p99 if law is None else step_time_quantile_exact(point, law, ratios, 0.99)
@@ -287,3 +325,26 @@ def provision(point: OperatingPoint, *, max_ratio: int | None = None,
         throughput_barrier=throughput_barrier(point, ratios), mean_step_times=taus,
         exact=exact, quantile_method="exact" if law is not None else "gaussian",
         step_time_p50=p50, step_time_p99=p99, step_time_p99_gaussian=gaussian_p99, slo=slo)
+
+
+def _pipelined(point, mf, r_num, r_int_mf, br, ratios, table_mf, workload, microbatches,
+               intercepts) -> ProvisionResult:
+    """The pipeline-aware tables of :func:`provision` (``microbatches`` given)."""
+    m = check_int("microbatches", microbatches, minimum=1)
+    taus = {"mean_field": mean_load_cycle_time(point, ratios, microbatches=m,
+                                               intercepts=intercepts),
+            "barrier": expected_cycle_time(point, gaussian_microbatch_laws(point, microbatches=m),
+                                           ratios, microbatches=m, intercepts=intercepts)}
+    exact = None
+    if workload is not None:
+        taus["exact_load"] = expected_cycle_time(point, workload, ratios, microbatches=m,
+                                                 intercepts=intercepts)
+        lam = point.throughput(ratios, taus["exact_load"])
+        k = int(np.argmax(lam))
+        exact = ExactRatio(int(ratios[k]), float(lam[k]), ratios, lam)
+    return ProvisionResult(
+        point=point, mean_field=mf, r_star_numeric=r_num, r_int_mean_field=r_int_mf,
+        barrier=br, ratios=ratios, throughput_mean_field=table_mf,
+        throughput_barrier=throughput_barrier(point, ratios), mean_step_times=taus,
+        exact=exact, quantile_method="none", pipeline={"microbatches": m,
+                                                       "intercepts": intercepts})
