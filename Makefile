@@ -10,8 +10,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.afdlib-installed
 BOOK_FLAGS := -W -n --keep-going --all
 PYTEST_FLAGS ?= -q
+# JavaScript the site serves itself (npm packages, pinned): MathJax for the pages, and
+# Pyodide's core for the offline browser test of the JupyterLite site (the version the
+# pinned jupyterlite-pyodide-kernel loads; tests/test_browser.py checks that they agree).
+NPM ?= npm
+MATHJAX_VERSION := 3.2.2
+PYODIDE_VERSION := 314.0.6
+NPM_DIR := $(VENV)/npm
+MATHJAX := $(NPM_DIR)/mathjax/node_modules/mathjax/package.json
+PYODIDE := $(NPM_DIR)/pyodide/node_modules/pyodide/package.json
+export AFD_MATHJAX_DIR := $(abspath $(NPM_DIR)/mathjax/node_modules/mathjax)
+export AFD_PYODIDE_DIR := $(abspath $(NPM_DIR)/pyodide/node_modules/pyodide)
+STORED_HTML := _build/stored/_build/html
 
-.PHONY: book test test-unit test-notebooks test-book lint bench clean
+.PHONY: book serve test test-unit test-notebooks test-book test-browser lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,15 +31,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[book,test,bench]'
 	touch $(STAMP)
 
-# The full build executes every chapter (cached by jupyter-cache between builds).
-book: $(STAMP)
+$(MATHJAX):
+	$(NPM) install --prefix $(NPM_DIR)/mathjax --no-save --no-audit --no-fund --loglevel=error \
+		mathjax@$(MATHJAX_VERSION)
+	test -f $@
+
+$(PYODIDE):
+	$(NPM) install --prefix $(NPM_DIR)/pyodide --no-save --no-audit --no-fund --loglevel=error \
+		pyodide@$(PYODIDE_VERSION)
+	test -f $@
+
+# The full build executes every chapter (cached by jupyter-cache between builds), and
+# builds the JupyterLite site (lite/) with the afdlib wheel and every chapter.
+book: $(STAMP) $(MATHJAX)
 	env -u MPLBACKEND $(BIN)/jupyter-book build . $(BOOK_FLAGS)
 	@echo "Book written to _build/html/index.html"
 
-test: test-unit test-notebooks test-book
+# Serve the built book on http://127.0.0.1:8000 (JupyterLite needs HTTP, not file://).
+serve:
+	test -f _build/html/index.html || $(MAKE) book
+	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _build/html 8000
 
-test-unit: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
+test: test-unit test-notebooks test-book test-browser
+
+test-unit: $(STAMP) $(MATHJAX)
+	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests --ignore=tests/test_browser.py
 
 # nbval re-executes each chapter and compares the fresh outputs with the committed ones.
 # (MPLBACKEND is cleared so that the kernels use the inline backend and emit their figures.)
@@ -37,11 +65,17 @@ test-notebooks: $(STAMP)
 
 # nbval has just proved the stored outputs equal a fresh run, so this build renders the
 # stored outputs (execution off) and checks the book itself: references, toc, directives.
-test-book: $(STAMP)
+test-book: $(STAMP) $(MATHJAX)
+	rm -rf _build/stored
 	$(BIN)/python tests/book_config.py --execute off > _build_stored_config.yml
 	$(BIN)/jupyter-book build . $(BOOK_FLAGS) --config _build_stored_config.yml \
 		--path-output _build/stored
 	rm -f _build_stored_config.yml
+
+# Every page of the stored-output build in headless Chromium, and one chapter in the lite
+# site on a local Pyodide core (skipped, with one line, where Chromium cannot be had).
+test-browser: $(STAMP) $(PYODIDE)
+	AFD_BOOK_HTML=$(STORED_HTML) $(BIN)/python -m pytest $(PYTEST_FLAGS) tests/test_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check afdlib tests benchmarks

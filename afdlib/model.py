@@ -43,7 +43,8 @@ from afdlib.validate import check_choice, check_int, check_number, check_type
 __all__ = [
     "COMM_SCALINGS", "INTERCEPTS", "OBJECTIVES",
     "StepCoefficients", "comm_tokens", "intercept_share", "microbatch_sizes", "step_time",
-    "InstancePrices", "InstanceGPUs", "Objective", "PER_INSTANCE", "OperatingPoint",
+    "InstancePrices", "InstanceGPUs", "GPUPrices", "Objective", "PER_INSTANCE",
+    "choose_objective", "OperatingPoint",
     "maximize_ratio", "best_integer_ratio",
 ]
 
@@ -318,6 +319,59 @@ class InstanceGPUs:
                                                         minimum=1))
         object.__setattr__(self, "ffn", check_int("FFN GPUs", self.ffn, minimum=1))
 
+    def to_dict(self) -> dict:
+        """``{"attention": g_A, "ffn": g_F}`` (the JSON key ``gpus``)."""
+        return {"attention": self.attention, "ffn": self.ffn}
+
+    @classmethod
+    def from_dict(cls, data, *, source: str = "gpus") -> InstanceGPUs:
+        """From ``{"attention": n, "ffn": n}`` (unknown keys rejected, naming ``source``)."""
+        if not isinstance(data, dict):
+            raise AfdInputError(f"{source}: expected an object {{\"attention\": n, \"ffn\": n}}, "
+                                f"got {type(data).__name__}", parameter="gpus")
+        unknown = sorted(str(k) for k in data if k not in ("attention", "ffn"))
+        missing = [k for k in ("attention", "ffn") if k not in data]
+        if unknown or missing:
+            what = (f"unknown key(s) {', '.join(unknown)}" if unknown
+                    else f"missing key(s) {', '.join(missing)}")
+            raise AfdInputError(f"{source}: {what} (expected attention and ffn)",
+                                parameter="gpus")
+        try:
+            return cls(attention=data["attention"], ffn=data["ffn"])
+        except AfdInputError as exc:
+            raise AfdInputError(f"{source}: {exc}", parameter="gpus") from None
+
+
+@dataclass(frozen=True)
+class GPUPrices:
+    """Price of one GPU of each role per unit time (any common unit, e.g. $/GPU-hour).
+
+    Parameters
+    ----------
+    attention : float
+        Price of one GPU of an Attention instance, > 0.
+    ffn : float
+        Price of one GPU of the FFN instance, > 0.
+    source : str
+        Where the prices come from (``"given"`` for user input, or a citation).
+    """
+
+    attention: float
+    ffn: float
+    source: str = "given"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attention", check_number("attention GPU price", self.attention,
+                                                           minimum=0.0, strict=True))
+        object.__setattr__(self, "ffn", check_number("FFN GPU price", self.ffn, minimum=0.0,
+                                                     strict=True))
+
+    def instance_prices(self, gpus: InstanceGPUs) -> InstancePrices:
+        """Prices of one Attention instance and of the FFN instance: GPUs times price."""
+        check_type("gpus", gpus, InstanceGPUs)
+        return InstancePrices(attention=self.attention * gpus.attention,
+                              ffn=self.ffn * gpus.ffn)
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -327,23 +381,35 @@ class Objective:
     ----------
     kind : {"instance", "gpu", "price"}
         ``"instance"``: tokens/s per instance, ``r B / ((r + 1) tau)``. ``"gpu"``: per GPU,
-        ``r B / ((r g_A + g_F) tau)``. ``"price"`` (default): per price unit,
-        ``r B / ((r p_A + p_F) tau)``; with the default prices of 1 this is the throughput
-        per instance.
+        ``r B / ((r g_A + g_F) tau)`` (needs ``gpus``). ``"price"`` (default): per price
+        unit, ``r B / ((r p_A + p_F) tau)``; with the default prices of 1 this is the
+        throughput per instance.
     prices : InstancePrices
-        Used by ``"price"``.
-    gpus : InstanceGPUs
-        Used by ``"gpu"``.
+        Prices of one Attention instance and of the FFN instance, used by ``"price"``
+        (:meth:`GPUPrices.instance_prices` turns per-GPU prices into these).
+    gpus : InstanceGPUs or None
+        GPUs of each instance, where known: used by ``"gpu"`` and by
+        :meth:`throughput_per_gpu`. None (default) where the counts are unknown.
+
+    Raises
+    ------
+    AfdInputError
+        For an unknown kind, or ``"gpu"`` without GPU counts.
     """
 
     kind: str = "price"
     prices: InstancePrices = field(default_factory=InstancePrices)
-    gpus: InstanceGPUs = field(default_factory=InstanceGPUs)
+    gpus: InstanceGPUs | None = None
 
     def __post_init__(self) -> None:
         check_choice("objective", self.kind, OBJECTIVES)
         check_type("prices", self.prices, InstancePrices)
-        check_type("gpus", self.gpus, InstanceGPUs)
+        if self.gpus is not None:
+            check_type("gpus", self.gpus, InstanceGPUs)
+        elif self.kind == "gpu":
+            raise AfdInputError("objective 'gpu' needs the GPU counts of the instances (a "
+                                "preset, the coefficient file's \"gpus\", or --gpus A/F)",
+                                parameter="objective")
 
     @property
     def weights(self) -> tuple[float, float]:
@@ -368,10 +434,11 @@ class Objective:
     @property
     def unit(self) -> str:
         """Unit of the objective, e.g. ``"tokens/s per instance"``."""
+        if self.kind == "gpu":
+            return "tokens/s per GPU"
         if self.per_instance:
             return "tokens/s per instance"
-        return {"gpu": "tokens/s per GPU", "price": "tokens/s per price unit",
-                "instance": "tokens/s per instance"}[self.kind]
+        return "tokens/s per price unit"
 
     def bundle_cost(self, ratio):
         """What an rA-1F bundle counts for, ``r w_A + w_F``."""
@@ -382,6 +449,74 @@ class Objective:
         """The objective: ``r B / ((r w_A + w_F) tau)`` (tokens/s per instance, GPU or price
         unit), elementwise; the one place the objective is computed."""
         return ratio * batch / (self.bundle_cost(ratio) * np.asarray(step_time, dtype=float))
+
+    def per_gpu(self) -> Objective | None:
+        """The throughput-per-GPU objective with these GPU counts (None where unknown)."""
+        return None if self.gpus is None else Objective(kind="gpu", gpus=self.gpus)
+
+    def throughput_per_gpu(self, ratio, batch, step_time):
+        """``r B / ((r g_A + g_F) tau)`` (tokens/s per GPU), or None where the GPU counts
+        are unknown."""
+        per_gpu = self.per_gpu()
+        return None if per_gpu is None else per_gpu.throughput(ratio, batch, step_time)
+
+    def to_dict(self) -> dict:
+        """The JSON key ``objective``: kind, unit, weights and the data behind them."""
+        w_a, w_f = self.weights
+        return {"kind": self.kind, "unit": self.unit,
+                "weights": {"attention": w_a, "ffn": w_f},
+                "prices": {"attention": self.prices.attention, "ffn": self.prices.ffn},
+                "gpus": None if self.gpus is None else self.gpus.to_dict()}
+
+
+def choose_objective(kind: str | None = None, *, gpus: InstanceGPUs | None = None,
+                     gpu_prices: GPUPrices | None = None,
+                     prices: InstancePrices | None = None) -> Objective:
+    """The objective an operator asked for, with the project's defaults.
+
+    Parameters
+    ----------
+    kind : {"instance", "gpu", "price"} or None
+        None: ``"price"`` when prices are given, else ``"gpu"`` when the GPU counts are
+        known, else ``"instance"``.
+    gpus : InstanceGPUs, optional
+        GPUs of each instance, where known.
+    gpu_prices : GPUPrices, optional
+        Per-GPU prices; with ``gpus`` they give the instance prices.
+    prices : InstancePrices, optional
+        Instance prices given directly (exclusive with ``gpu_prices``).
+
+    Returns
+    -------
+    Objective
+
+    Raises
+    ------
+    AfdInputError
+        For ``"gpu"`` without GPU counts, ``"price"`` without prices, per-GPU prices
+        without GPU counts, or both kinds of price.
+    """
+    if gpus is not None:
+        check_type("gpus", gpus, InstanceGPUs)
+    if gpu_prices is not None and prices is not None:
+        raise AfdInputError("give per-GPU prices or instance prices, not both",
+                            parameter="gpu_price")
+    if gpu_prices is not None:
+        check_type("gpu_prices", gpu_prices, GPUPrices)
+        if gpus is None:
+            raise AfdInputError("per-GPU prices need the GPU counts of the instances (a preset, "
+                                "the coefficient file's \"gpus\", or --gpus A/F)",
+                                parameter="gpu_price")
+        prices = gpu_prices.instance_prices(gpus)
+    priced = prices is not None and not prices.is_uniform
+    if kind is None:
+        kind = "price" if priced else ("gpu" if gpus is not None else "instance")
+    check_choice("objective", kind, OBJECTIVES)
+    if kind == "price" and prices is None:
+        raise AfdInputError("objective 'price' needs prices (per-GPU prices with GPU counts, "
+                            "or instance prices)", parameter="objective")
+    return Objective(kind=kind, prices=prices if prices is not None else InstancePrices(),
+                     gpus=gpus)
 
 
 #: Throughput per instance (both weights 1), e.g. for the simulator's instance figure.

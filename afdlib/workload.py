@@ -19,7 +19,8 @@ This module offers
 * workloads: :class:`IndependentLengths` (P and D independent laws) and
   :class:`JointLengths` (rows of a trace, P and D jointly);
 * :func:`load_stats` (exact theta, sigma of a workload) and :func:`estimate_load`
-  (the nonparametric ratio estimators from trace rows with delta-method intervals);
+  (the nonparametric ratio estimators from trace rows with delta-method intervals on
+  the log scale, and warnings when they should not be trusted);
 * :func:`sample_stationary_slots`, the state of a slot at a uniformly chosen time, and
   :func:`stationary_load_pmf`, the exact law of its load;
 * :func:`check_workload`, the check every layer applies to a workload argument.
@@ -56,6 +57,8 @@ __all__ = [
     "request_rewards",
     "load_stats",
     "estimate_load",
+    "SMALL_SAMPLE",
+    "HEAVY_SHARE",
     "decode_steps_from_output",
     "sample_stationary_slots",
     "slot_load_path",
@@ -793,6 +796,13 @@ def load_stats(workload: Workload) -> LoadStats:
     return LoadStats(float(theta), float(m2 - theta * theta), float(p1), float(d1))
 
 
+#: Fewer requests than this make the intervals rough: :func:`estimate_load` says so.
+SMALL_SAMPLE = 100
+#: A single request carrying more than this share of an estimate's variance makes its
+#: interval unreliable (heavy tails): :func:`estimate_load` says so.
+HEAVY_SHARE = 0.25
+
+
 @dataclass(frozen=True)
 class LoadEstimate:
     """Nonparametric estimate of the slot load from request rows.
@@ -808,15 +818,19 @@ class LoadEstimate:
     theta_se : float
         Delta-method standard error of ``theta`` (tokens).
     theta_ci : tuple of float
-        Confidence interval for theta at level ``confidence`` (tokens).
+        Confidence interval for theta at level ``confidence`` (tokens); positive (see
+        :func:`estimate_load`).
     load_std : float
         Estimate of sigma (tokens).
     load_std_se : float
         Delta-method standard error of ``load_std`` (tokens).
     load_std_ci : tuple of float
-        Confidence interval for sigma (tokens).
+        Confidence interval for sigma (tokens); positive.
     confidence : float
         Level of the intervals.
+    warnings : tuple of str
+        Why the intervals may not be trusted: too few requests, a request that carries
+        much of an estimate's variance (heavy tails), no interval at all.
     """
 
     requests: int
@@ -829,6 +843,7 @@ class LoadEstimate:
     load_std_se: float
     load_std_ci: tuple[float, float]
     confidence: float
+    warnings: tuple[str, ...] = ()
 
     @property
     def load_variance(self) -> float:
@@ -852,11 +867,19 @@ def estimate_load(prompt, decode, *, confidence: float = 0.95) -> LoadEstimate:
 
     and likewise with the influence values
     ``((Z_i - m2 D_i) - 2 theta (Y_i - theta D_i)) / mean(D)`` for ``sigma^2``
-    (``se(sigma) = se(sigma^2) / (2 sigma)``). The theta interval is ``theta +- z se``; the
-    sigma interval is normal on the log scale, ``sigma * exp(+-z se / sigma)``. Both are
-    asymptotic: for heavy-tailed lengths and a few thousand requests they cover less than
-    their nominal level (the book measures by how much). They ignore dependence between
-    requests of a trace.
+    (``se(sigma) = se(sigma^2) / (2 sigma)``).
+
+    Both quantities are positive, so both intervals are normal on the **log scale**
+    (the delta method for ``log theta``, whose standard error is ``se / theta``):
+    ``theta * exp(+-t se / theta)``, with the Student quantile ``t`` of ``n - 1`` degrees
+    of freedom; likewise for sigma. They never cross zero, are skewed the way the
+    sampling law of a ratio of positive sums is, and for a few requests are wide rather
+    than negative (``theta +- z se`` gave -216 .. 1101 tokens for two requests).
+    They are asymptotic: for heavy-tailed lengths and a few thousand requests they cover
+    less than their nominal level (tests/test_workload_theta.py measures by how much), and
+    they ignore dependence between requests of a trace. ``warnings`` says when to doubt
+    them: fewer than :data:`SMALL_SAMPLE` requests, or one request carrying more than
+    :data:`HEAVY_SHARE` of an estimate's variance.
 
     Parameters
     ----------
@@ -888,37 +911,65 @@ def estimate_load(prompt, decode, *, confidence: float = 0.95) -> LoadEstimate:
     sigma = math.sqrt(var)
     influence_theta = (y - theta * d) / dbar
     influence_var = ((z - m2 * d) - 2.0 * theta * (y - theta * d)) / dbar
+    warnings = []
     if n > 1:
         theta_se = float(np.std(influence_theta, ddof=1) / math.sqrt(n))
         var_se = float(np.std(influence_var, ddof=1) / math.sqrt(n))
+        q = float(special.stdtrit(n - 1, 0.5 + confidence / 2.0))
+        if n < SMALL_SAMPLE:
+            warnings.append(f"only {n} requests: the intervals are rough (asymptotic; with "
+                            f"fewer than {SMALL_SAMPLE} requests they may cover far less than "
+                            f"{100 * confidence:g}%)")
+        for name, infl in (("theta", influence_theta), ("sigma", influence_var)):
+            share = _largest_share(infl) if n >= SMALL_SAMPLE else 0.0
+            if share > HEAVY_SHARE:
+                warnings.append(f"one request carries {100 * share:.0f}% of the estimated "
+                                f"variance of {name}: heavy tails, its interval may cover "
+                                f"far less than {100 * confidence:g}%")
     else:
-        theta_se = var_se = math.nan
+        theta_se = var_se = q = math.nan
+        warnings.append("a single request: no intervals")
     sigma_se = var_se / (2.0 * sigma) if sigma > 0 else math.nan
-    zq = float(special.ndtri(0.5 + confidence / 2.0))
+    if n > 1 and not sigma > 0:
+        warnings.append("every request's load is the same at every step: no interval for "
+                        "sigma")
     return LoadEstimate(
         requests=int(n),
         mean_prompt=float(prompt.mean()),
         mean_decode=float(dbar),
         theta=float(theta),
         theta_se=theta_se,
-        theta_ci=(float(theta - zq * theta_se), float(theta + zq * theta_se)),
+        theta_ci=_log_scale_interval(float(theta), theta_se, q),
         load_std=float(sigma),
         load_std_se=float(sigma_se),
-        load_std_ci=_log_scale_interval(sigma, sigma_se, zq),
+        load_std_ci=_log_scale_interval(sigma, sigma_se, q),
         confidence=float(confidence),
+        warnings=tuple(warnings),
     )
 
 
-def _log_scale_interval(sigma: float, sigma_se: float, zq: float) -> tuple[float, float]:
-    """Interval for sigma from a normal interval for log(sigma) (se of log sigma = se/sigma).
+def _largest_share(influence: np.ndarray) -> float:
+    """The largest single term's share of a sum of squared (centered) influence values."""
+    c = influence - influence.mean()
+    sq = c * c
+    total = float(sq.sum())
+    return float(sq.max() / total) if total > 0 else 0.0
 
-    It stays positive and is skewed the way the sampling law of a standard deviation is,
-    which covers better than ``sigma +- z se`` for heavy-tailed loads.
+
+def _log_scale_interval(value: float, se: float, q: float) -> tuple[float, float]:
+    """Interval for a positive quantity from a normal interval for its logarithm (the se
+    of ``log value`` is ``se / value``): ``value * exp(+-q se / value)``.
+
+    It stays positive and is skewed the way the sampling law of a positive estimate is,
+    which covers better than ``value +- q se`` for heavy-tailed loads. A zero estimate
+    with a zero standard error (every load zero) gives ``(0, 0)``.
     """
-    if not (sigma > 0 and math.isfinite(sigma_se)):
+    if value == 0.0 and se == 0.0:
+        return (0.0, 0.0)
+    if not (value > 0 and math.isfinite(se) and math.isfinite(q)):
         return (math.nan, math.nan)
-    half = zq * sigma_se / sigma
-    return (float(sigma * math.exp(-half)), float(sigma * math.exp(half)))
+    half = q * se / value
+    return (float(value * math.exp(-half)), float(value * math.exp(half)))
 
 
 # ---------------------------------------------------------------------------

@@ -19,6 +19,9 @@ paid per microbatch) against
   attention resource serve its part (its load read from its slots, which then advance
   and renew), then the dispatch link, the FFN and the combine link (FIFO resources).
 
+The step engine also replays each trace in arrival order (cold start) against the numpy
+loop doing the same, an exact agreement.
+
 Times are CPU seconds of this process (``time.process_time``; ``--clock wall`` for
 wall-clock), so that other programs sharing the machine's cores do not count; caches
 and memory bandwidth are still shared, so only ratios between runs of this process
@@ -182,6 +185,19 @@ def bench_step(workload, bundle, steps, repeats, loop_repeats, with_simpy, clock
             loop.append(t)
     row = {"requests": res.requests, "engine_s": min(engine), "loop_s": min(loop),
            "engine_tau": res.mean_step_time, "loop_tau": ref.mean_step_time}
+    # replay in arrival order (cold start): the same rows in the same slots on both sides,
+    # so the step times agree exactly
+    replay, loop_replay = [], []
+    for _ in range(loop_repeats):
+        t, rep = timed(lambda: simulate_step(workload, bundle, steps=steps, init="cold",
+                                             replay=True), clock)
+        replay.append(t)
+        t, ref_rep = timed(lambda: simulate_reference(workload, bundle, steps=steps,
+                                                      init="cold", replay=True), clock)
+        loop_replay.append(t)
+    if rep.mean_step_time != ref_rep.mean_step_time:
+        raise SystemExit("replay: engine and loop disagree")
+    row.update(replay_s=min(replay), loop_replay_s=min(loop_replay))
     if with_simpy:
         t, tau = timed(lambda: simpy_model(workload, bundle, steps, seed=200), clock)
         row.update(simpy_s=t, simpy_tau=float(tau.mean()))
@@ -229,10 +245,10 @@ def main(argv=None) -> int:
           f"{args.repeats}, numpy loop best of {args.loop_repeats} (alternating), SimPy once")
     print(f"(slots x steps = {slot_steps:,}; a per-step-per-slot array would take "
           f"{8 * slot_steps / 2**20:.0f} MiB)")
-    print("\nstep engine")
+    print("\nstep engine (resampled requests; replay: the trace's rows in order, cold start)")
     print(f"{'trace':<22} {'E[D]':>6} {'requests':>9} {'engine s':>9} {'loop s':>7} "
-          f"{'SimPy s':>8} {'loop/eng':>9} {'SimPy/eng':>10} {'peak MiB':>9}  "
-          f"mean step ms (engine / loop / SimPy)")
+          f"{'SimPy s':>8} {'loop/eng':>9} {'SimPy/eng':>10} {'peak MiB':>9} "
+          f"{'replay s':>9} {'loop/replay':>12}  mean step ms (engine / loop / SimPy)")
     workloads = {name: JointLengths.from_trace(load_trace(name)) for name in traces}
     bundle = Bundle(args.ratio, args.batch, COEFFS)
     for name in traces:
@@ -243,7 +259,8 @@ def main(argv=None) -> int:
         print(f"{name:<22} {load_stats(w).mean_decode:>6.0f} {row['requests']:>9,} "
               f"{row['engine_s']:>9.4f} {row['loop_s']:>7.3f} {simpy_s:>8.2f} "
               f"{row['loop_s'] / row['engine_s']:>8.1f}x {simpy_s / row['engine_s']:>9.1f}x "
-              f"{row['peak_mb']:>9.1f}  {1e3 * row['engine_tau']:.4f} / "
+              f"{row['peak_mb']:>9.1f} {row['replay_s']:>9.4f} "
+              f"{row['loop_replay_s'] / row['replay_s']:>11.1f}x  {1e3 * row['engine_tau']:.4f} / "
               f"{1e3 * row['loop_tau']:.4f} / {1e3 * row.get('simpy_tau', nan):.4f}")
         sys.stdout.flush()
     for m in args.microbatches or [2]:

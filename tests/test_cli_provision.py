@@ -241,3 +241,220 @@ def test_degenerate_step_exits_2(capsys, coeff_file):
     status, out, err = run(capsys, "provision", "--theta", 0, "--load-std", 0, "--batch", 8,
                            "--coeffs", path)
     assert status == 2 and "no maximum" in err and err.count("\n") == 1
+
+
+# -- GPU counts, objectives, latency targets, length laws, the joint search -------------------
+
+def run_cli(*args):
+    """``python -m afdlib`` in a subprocess: what a user's shell sees."""
+    return subprocess.run([sys.executable, "-m", "afdlib", *map(str, args)],
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+def test_per_gpu_objective_moves_the_ffn_bound_ratio_by_the_root_of_the_gpu_ratio(
+        capsys, coeff_file):
+    # FFN-bound (COEFFS_B at theta 600): r_peak = sqrt(pi beta_F / (alpha_F B)), pi = g_F / g_A
+    path = coeff_file({**COEFFS_B, "gpus": {"attention": 1, "ffn": 4}})
+    d = provision_json(capsys, "--theta", 600, "--load-std", 600, "--batch", 256,
+                       "--coeffs", path)
+    assert d["gpus"] == {"attention": 1, "ffn": 4} and d["objective"]["kind"] == "gpu"
+    assert d["throughput_unit"] == "tokens/s per GPU"
+    base = provision_json(capsys, "--theta", 600, "--load-std", 600, "--batch", 256,
+                          "--coeffs", path, "--objective", "instance")
+    assert base["objective"]["kind"] == "instance" and base["gpus"] == {"attention": 1, "ffn": 4}
+    assert d["r_star"] == pytest.approx(2.0 * base["r_star"], rel=1e-9)
+    assert d["r_star"] == pytest.approx(direct_argmax(COEFFS_B, 600, 256, 1.0, 4.0), rel=2e-4)
+    assert d["r_int_per_instance"]["mean_field"] == base["r_int_mean_field"]
+    # rows: per instance of each rule, per GPU next to them, both from one step time
+    for key, row in d["throughput_per_instance"].items():
+        r = int(key)
+        assert row["throughput_per_gpu"] == pytest.approx(
+            row["barrier"] * (r + 1) / (r + 4), rel=1e-12)
+        assert row["objective"] == pytest.approx(row["throughput_per_gpu"], rel=1e-15)
+        assert {"mean_field", "barrier", "step_time_p50", "step_time_p99",
+                "mean_step_time"} <= set(row)
+    # --gpus overrides the file; no GPU counts: per instance, no per-GPU figures
+    d2 = provision_json(capsys, "--theta", 600, "--load-std", 600, "--batch", 256,
+                        "--coeffs", path, "--gpus", "2/4")
+    assert d2["gpus"] == {"attention": 2, "ffn": 4} and d2["gpus_source"] == "--gpus"
+    plain = provision_json(capsys, "--theta", 600, "--load-std", 600, "--batch", 256,
+                           "--coeffs", coeff_file(COEFFS_B))
+    assert plain["gpus"] is None and plain["objective"]["kind"] == "instance"
+    assert "throughput_per_gpu" not in plain["throughput_per_instance"]["1"]
+
+
+def test_gpu_prices_give_the_price_objective(capsys, coeff_file):
+    path = coeff_file({**COEFFS_B, "gpus": {"attention": 1, "ffn": 4}})
+    d = provision_json(capsys, "--theta", 600, "--load-std", 600, "--batch", 256,
+                       "--coeffs", path, "--gpu-price", "2/3")
+    assert d["objective"]["kind"] == "price"
+    assert d["objective"]["weights"] == {"attention": 2.0, "ffn": 12.0}
+    assert d["r_star"] == pytest.approx(direct_argmax(COEFFS_B, 600, 256, 2.0, 12.0), rel=2e-4)
+
+
+def test_length_laws_give_exact_theta_and_the_exact_rule(capsys, coeff_file):
+    from afdlib.cli.laws import parse_length_law
+    from afdlib.workload import IndependentLengths, load_stats
+
+    laws = ["--prompt", "geometric:100,start=0", "--decode", "geometric:500"]
+    d = provision_json(capsys, *laws, "--batch", 256, "--coeffs", coeff_file(COEFFS_B))
+    s = load_stats(IndependentLengths(parse_length_law("geometric:100,start=0"),
+                                      parse_length_law("geometric:500")))
+    assert d["theta"] == pytest.approx(599.0, rel=1e-12) == s.theta
+    assert d["load_std"] == pytest.approx(s.load_std, rel=1e-12)
+    assert d["workload_kind"] == "laws" and "r_int_exact" in d
+    assert d["step_time_quantiles"] == "exact"
+    table = d["throughput_per_instance"]
+    assert int(max(table, key=lambda k: table[k]["exact_load"])) == d["r_int_exact"]
+
+
+def test_latency_target_and_its_null(capsys, coeff_file):
+    coeffs = {"alpha_A": 2e-8, "beta_A": 2e-3, "alpha_F": 2e-6, "beta_F": 4e-3,
+              "alpha_C": 1e-7, "beta_C": 1e-3, "comm_scales_with": "B"}
+    laws = ["--prompt", "lognormal:median=800,sigma=1.2,max=40000", "--decode", "geometric:200"]
+    base = ["provision", *laws, "--batch", 8, "--coeffs", coeff_file(coeffs), "--max-ratio", 24,
+            "--json"]
+    status, out, _ = run(capsys, *base)
+    table = json.loads(out)["throughput_per_instance"]
+    p99 = np.array([table[str(r)]["step_time_p99"] for r in range(1, 25)])
+    for target in (float(p99[2]), 0.5 * float(p99[5] + p99[6])):
+        status, out, _ = run(capsys, *base, "--tpot-p99", target)
+        d = json.loads(out)
+        ok = [r for r in range(1, 25) if p99[r - 1] <= target]
+        lam = {r: table[str(r)]["objective"] for r in ok}
+        assert d["r_int_slo"] == max(lam, key=lam.get) and d["tpot_p99"] == target
+    status, out, _ = run(capsys, *base, "--tpot-p99", 0.5 * float(p99[0]))
+    d = json.loads(out)
+    assert status == 0 and d["r_int_slo"] is None
+    assert d["slo"]["smallest_target"] == pytest.approx(float(p99[0])) and d["slo"]["smallest_at"] == 1
+    status, out, err = run(capsys, *base[:-1], "--tpot-p99", 0.5 * float(p99[0]))
+    assert "no ratio meets it; the smallest achievable target is" in out and "at r = 1" in out
+
+
+def test_joint_search_json(capsys, coeff_file):
+    path = coeff_file({**COEFFS_B, "gpus": {"attention": 1, "ffn": 4}})
+    d = provision_json(capsys, "--prompt", "geometric:100,start=0", "--decode", "geometric:500",
+                       "--batches", "16:512", "--coeffs", path, "--max-ratio", 40)
+    best = d["best"]
+    assert {"ratio", "batch", "throughput_per_gpu", "step_time_p99"} <= set(best)
+    assert len(d["batches"]) <= 40 and d["batches"][0] == 16 and d["batches"][-1] == 512
+    assert "geometric" in d["batch_grid"] and "no memory limit" in d["memory"]
+    front = d["pareto"]
+    assert all(a["step_time_p99"] <= b["step_time_p99"] and a["throughput"] < b["throughput"]
+               for a, b in zip(front[:-1], front[1:], strict=True))
+    assert front[-1]["throughput"] == pytest.approx(best["throughput"])
+    # the top-level table is the best batch's, and its best integer is the best ratio
+    assert d["batch"] == best["batch"] and d["r_int_exact"] == best["ratio"]
+    target = front[len(front) // 2]["step_time_p99"]
+    dt = provision_json(capsys, "--prompt", "geometric:100,start=0", "--decode",
+                        "geometric:500", "--batches", "16:512", "--coeffs", path,
+                        "--max-ratio", 40, "--tpot-p99", target)
+    assert dt["best"]["step_time_p99"] <= target
+    assert dt["best"]["throughput"] == pytest.approx(front[len(front) // 2]["throughput"])
+
+
+def test_joint_search_with_a_preset_is_capped_by_kv_memory(capsys):
+    d = provision_json(capsys, "--theta", 2690, "--load-std", 2081, "--batches", "16:4096",
+                       "--model", "qwen3-235b-a22b", "--hardware", "h200", "--gpus", "1/4")
+    from afdlib.costs import build_preset
+
+    cap = build_preset("qwen3-235b-a22b", "h200", batch=16, theta=2690.0, attention_gpus=1,
+                       ffn_gpus=4).memory.max_batch
+    assert max(d["batches"]) == cap < 4096 and f"capped at {cap}" in d["batch_grid"]
+    assert d["best"]["batch"] <= cap and d["best"]["gpus"] == {"attention": 1, "ffn": 4}
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--tpot-p99", "0"], "--tpot-p99: must be > 0"),
+    (["--tpot-p99", "-0.01"], "--tpot-p99: must be > 0"),
+    (["--tpot-p99", "nan"], "--tpot-p99: must be finite"),
+    (["--gpu-price", "0/1"], "--gpu-price: a GPU price must be > 0"),
+    (["--gpu-price", "-2"], "--gpu-price: a GPU price must be > 0"),
+    (["--gpu-price", "2/x"], "--gpu-price: expected a number"),
+    (["--gpus", "0/8"], "--gpus: a GPU count must be >= 1"),
+    (["--gpus", "1/0"], "--gpus: a GPU count must be >= 1"),
+    (["--gpus", "1.5/8"], "--gpus: GPU counts must be integers"),
+    (["--gpus", "1/2/3"], "--gpus: expected GPU counts as A/F"),
+    (["--objective", "dollars"], "--objective: invalid choice"),
+    (["--objective", "gpu"], "objective 'gpu' needs the GPU counts"),
+    (["--objective", "price"], "objective 'price' needs prices"),
+    (["--gpu-price", "2/2"], "per-GPU prices need the GPU counts"),
+    (["--moe-routing", "zipf"], "--moe-routing: invalid choice"),
+    (["--moe-routing", "power_law"], "error: --moe-routing applies to presets"),
+])
+def test_bad_new_options_exit_2_with_one_line(coeff_file, args, fragment):
+    proc = run_cli("provision", "--theta", 600, "--load-std", 600, "--batch", 64,
+                   "--coeffs", coeff_file(COEFFS_B), *args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and fragment in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("afd provision: error: ")
+    assert "afd: error: afd" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("batches, fragment", [
+    ("10:5", "--batches: empty range '10:5': HI must be >= LO"),
+    ("0:5", "--batches: LO must be >= 1"),
+    ("5", "--batches: expected LO:HI"),
+    (":", "--batches: LO and HI must be integers"),
+])
+def test_bad_batch_ranges_exit_2(coeff_file, batches, fragment):
+    proc = run_cli("provision", "--theta", 600, "--load-std", 600, "--batches", batches,
+                   "--coeffs", coeff_file(COEFFS_B))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and fragment in proc.stderr
+
+
+def test_infeasible_memory_and_latency_exit_2(coeff_file):
+    preset = ["--model", "qwen3-235b-a22b", "--hardware", "h200", "--gpus", "1/4",
+              "--theta", 2690, "--load-std", 2081]
+    proc = run_cli("provision", *preset, "--batch", 5000)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--batch: 5000 slots at theta = 2690 tokens do not fit the KV memory" in proc.stderr
+    assert "largest feasible B:" in proc.stderr
+    proc = run_cli("provision", *preset, "--batches", "5000:6000")
+    assert proc.returncode == 2 and "--batches: no batch in 5000:6000 fits" in proc.stderr
+    proc = run_cli("provision", "--theta", 600, "--load-std", 600, "--batches", "8:64",
+                   "--coeffs", coeff_file(COEFFS_B), "--tpot-p99", 1e-4)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--tpot-p99: no (batch, ratio) meets 0.1 ms: the smallest achievable" in proc.stderr
+    assert "at B = 8, r = 1" in proc.stderr
+
+
+def test_the_newcomers_command_line(coeff_file):
+    proc = run_cli()
+    assert proc.returncode == 0 and "usage: afd" in proc.stdout and "examples:" in proc.stdout
+    for command in ("theta", "provision", "simulate", "sweep", "report"):
+        help_text = run_cli(command, "--help").stdout
+        assert "examples:" in help_text and f"afd {command}" in help_text.split("examples:")[1]
+    proc = run_cli("provision", "--theta", 1)
+    assert proc.stderr.startswith("afd provision: error: ")
+    assert proc.stderr.count("afd") == 2                # the prefix and the help pointer only
+    proc = run_cli("provision", "--trace", "sharegpt", "--batch", 8, "--coeffs",
+                   coeff_file(COEFFS_B))
+    assert proc.returncode == 2 and "not a public trace (public traces: azure2023_code" in \
+        proc.stderr and "sharegpt_8k" in proc.stderr
+
+
+def test_text_output_shows_sources_window_and_negative_crossings(capsys, coeff_file):
+    status, out, err = run(capsys, "provision", "--theta", 100, "--load-std", 100, "--batch", 64,
+                           "--model", "qwen3-235b-a22b", "--hardware", "h100")
+    assert status == 0 and err == ""
+    assert "preset qwen3-235b-a22b on h100-sxm" in out and "gpus            1 per Attention" \
+        in out
+    assert "alpha_A" in out and "ffn:" in out and "measured: h100_sxm moe_perf" in out
+    assert "r_A -" in out and "(negative: the FFN's fixed time beta_F alone exceeds" in out
+    assert "of 1..32 (around the best ones; --json for every ratio)" in out
+    assert "per instance    mean field" in out
+
+
+def test_moe_routing_changes_the_ffn_coefficients(capsys):
+    common = ["--theta", 2690, "--load-std", 2081, "--batch", 64, "--model", "deepseek-v3",
+              "--hardware", "h200"]
+    bal = provision_json(capsys, *common)
+    skew = provision_json(capsys, *common, "--moe-routing", "power_law")
+    assert skew["coeffs"]["alpha_F"] > 1.5 * bal["coeffs"]["alpha_F"]
+    assert skew["coefficients_source"]["routing"] == "power_law_1.2"
+    assert "power_law_1.2 routing" in skew["coefficients_source"]["roles"]["ffn"]
+    proc = run_cli("provision", *common[:6], "--model", "llama-3.1-70b", "--hardware", "h100",
+                   "--moe-routing", "power_law")
+    assert proc.returncode == 2 and "--moe-routing: MoE routing power_law_1.2 needs a measured" \
+        in proc.stderr and "llama-3.1-70b has no MoE layers" in proc.stderr

@@ -121,7 +121,7 @@ def test_sweep_progress_bar_on_request(tmp_path):
                      "--batch", "8", "--ratios", "1:3", "--coeffs", str(path), "--steps",
                      "300", "--json", "--progress")
     assert result.returncode == 0
-    assert "3/3" in result.stderr
+    assert "100% 900/900" in result.stderr  # 3 ratios of 300 steps
     out = json.loads(result.stdout)
     assert out["best_ratio"] == 2
     by_hand = [400.0, 16 / (3 * 0.012), 24 / (4 * 0.014)]
@@ -202,3 +202,95 @@ def test_model_and_hardware_presets_match_their_coefficient_file(tmp_path, capsy
     assert status == 0
     assert json.loads(cap.out)["throughput_per_instance"] == pytest.approx(
         by_name["throughput_per_instance"], rel=1e-12)
+
+
+BASE = ["simulate", "--prompt", "geometric:150,start=0", "--decode", "geometric:60",
+        "--batch", "32", "--ratio", "4"]
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (["--microbatches", "4"], "--microbatches"),
+    (["--intercepts", "per_step"], "--intercepts"),
+    (["--engine", "step", "--microbatches", "2"], "--microbatches"),
+])
+def test_options_of_the_pipeline_are_rejected_with_the_step_engine(coeffs_file, extra, flag):
+    for command in ("simulate", "sweep"):
+        args = [command, *BASE[1:7], *(["--ratio", "4"] if command == "simulate" else
+                                       ["--ratios", "1:3"]), "--coeffs", coeffs_file, *extra]
+        result = run_cli(*args)
+        assert result.returncode == 2 and result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and flag in lines[0] and "--engine pipeline" in lines[0]
+
+
+def test_simulate_json_reports_step_time_quantiles_of_its_steps(coeffs_file, tmp_path, capsys):
+    path = tmp_path / "steps.npz"
+    status, cap = call(capsys, *BASE, "--coeffs", coeffs_file, "--steps", "5000",
+                       "--warmup", "200", "--records", str(path), "--json")
+    assert status == 0
+    out = json.loads(cap.out)
+    records = np.load(path)
+    assert records["loads"].shape == (5000, 4) and records["step_time"].shape == (5000,)
+    tau = records["step_time"][200:]
+    assert out["mean_step_time"] == pytest.approx(tau.mean(), rel=1e-12)
+    for key, q in (("step_time_p50", 0.5), ("step_time_p99", 0.99)):
+        exact = np.quantile(tau, q, method="inverted_cdf")
+        assert abs(out[key] - exact) <= out["step_time_quantile_rtol"] * exact
+    assert out["step_time_p50"] < out["mean_step_time"] * 1.1 < out["step_time_p99"] * 1.1
+    assert out["objective"]["unit"] == "tokens/s per instance"
+    assert out["throughput"] == out["throughput_per_instance"] and out["records"] == str(path)
+
+
+def test_simulate_records_to_csv_and_bad_record_files(coeffs_file, tmp_path, capsys):
+    path = tmp_path / "steps.csv"
+    status, cap = call(capsys, *BASE, "--coeffs", coeffs_file, "--steps", "300",
+                       "--records", str(path))
+    assert status == 0 and "records" in cap.out
+    table = np.loadtxt(path, delimiter=",", skiprows=1)
+    assert table.shape == (300, 2 + 2 * 4) and table[:, 0].tolist() == list(range(300))
+    header = path.read_text().splitlines()[0].split(",")
+    assert header[:3] == ["step", "step_time_s", "load_0"]
+    for bad, fragment in ((tmp_path / "steps.txt", ".npz or .csv"),
+                          (tmp_path / "missing" / "steps.npz", "does not exist")):
+        result = run_cli(*BASE, "--coeffs", coeffs_file, "--steps", "300", "--records",
+                         str(bad))
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+        assert "--records" in result.stderr and fragment in result.stderr
+
+
+def test_simulate_progress_bar_with_a_time_estimate_on_request_only(coeffs_file):
+    result = run_cli(*BASE, "--coeffs", coeffs_file, "--steps", "300000", "--progress")
+    assert result.returncode == 0
+    assert "simulate [" in result.stderr and "100% 300000/300000" in result.stderr
+    assert "65536/300000" in result.stderr and "left" in result.stderr  # first chunk: ETA
+    quiet = run_cli(*BASE, "--coeffs", coeffs_file, "--steps", "300000")
+    assert quiet.returncode == 0 and quiet.stderr == ""  # stderr is a pipe here
+
+
+def test_simulate_draws_the_bar_on_a_terminal(coeffs_file):
+    # stderr attached to a pseudo-terminal, as in an interactive shell
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "afdlib", *BASE, "--coeffs",
+                               coeffs_file, "--steps", "300000"], stdout=subprocess.PIPE,
+                              stderr=follower, env=dict(os.environ), timeout=120)
+        os.close(follower)
+        follower = None
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        if follower is not None:
+            os.close(follower)
+        os.close(leader)
+    shown = b"".join(chunks).decode()
+    assert proc.returncode == 0 and "throughput" in proc.stdout.decode()
+    assert "\r" in shown and "100% 300000/300000" in shown

@@ -126,11 +126,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, name, content, fragment):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["theta"], "required"),
+        (["theta"], "give a workload"),
         (["theta", "nope.csv"], "no such file"),
         (["theta", "x.csv", "--format", "xml"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
-        ([], "required"),
+        (["theta", "nope", "--prompt", "geometric:5"], "not both"),
+        (["theta", "--prompt", "geometric:5"], "--decode"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args, fragment):
@@ -149,3 +150,29 @@ def test_only_prefill_rows_with_the_prefill_convention_is_an_error(tmp_path):
     assert result.returncode == 2
     assert "no request has a decode step" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_length_laws_give_the_exact_statistics():
+    from afdlib.cli.laws import parse_length_law
+    from afdlib.workload import IndependentLengths, load_stats
+
+    result = run_cli("theta", "--prompt", "geometric:100,start=0", "--decode", "geometric:500",
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    d = json.loads(result.stdout)
+    # geometric decode with P independent: theta = E[P] + E[D] - 1 (memorylessness)
+    assert d["theta"] == pytest.approx(599.0, rel=1e-12)
+    s = load_stats(IndependentLengths(parse_length_law("geometric:100,start=0"),
+                                      parse_length_law("geometric:500")))
+    assert d["load_std"] == pytest.approx(s.load_std, rel=1e-12)
+    assert d["theta_ci95"] == [d["theta"], d["theta"]] and d["exact"] is True
+    assert KEYS <= set(d) and d["requests"] is None and d["warnings"] == []
+    text = run_cli("theta", "--prompt", "deterministic:50", "--decode", "deterministic:11")
+    # D deterministic: theta = E[P] + (D - 1) / 2 = 55
+    assert text.returncode == 0 and "theta           55.00 tokens  (exact)" in text.stdout
+
+
+def test_unknown_public_trace_lists_the_known_ones():
+    result = run_cli("theta", "sharegpt")
+    assert result.returncode == 2 and result.stderr.startswith("afd theta: error: sharegpt: ")
+    assert "public traces: azure2023_code, azure2023_conv" in result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -85,6 +86,14 @@ def test_parquet_and_csv_forms_give_the_same_arrays(tmp_path, monkeypatch):
             np.testing.assert_array_equal(from_parquet[key], from_csv[key], err_msg=key)
     assert from_csv["latency"][0] == 0.0123456789012345678
     assert np.isnan(from_csv["latency"][1]) and from_csv["kernel_source"][1] == ""
+
+
+def test_parquet_without_fastparquet_says_what_to_install(tmp_path, monkeypatch):
+    _both_forms(tmp_path, monkeypatch)
+    monkeypatch.setitem(sys.modules, "fastparquet", None)  # as if it were not installed
+    with pytest.raises(AfdInputError, match=r"moe_perf.parquet: .*afdlib\[kerneldb\]") as info:
+        kerneldb.read_table("h200_sxm", "moe_perf", root=tmp_path)
+    assert "\n" not in str(info.value)
 
 
 def test_a_damaged_parquet_table_gives_one_line(tmp_path, monkeypatch):

@@ -71,3 +71,41 @@ def test_only_a_missing_measurement_is_skipped():
         measured._if_measured(broken)
     assert measured.is_missing_measurement(MissingMeasurement("x"))
     assert not measured.is_missing_measurement(AfdInputError("no measured rows"))
+
+
+def test_power_law_entries_follow_the_balanced_ones_with_a_dearer_straggler():
+    raw = measured.load_fits(FITS)
+    keys = [measured.entry_key(e) for e in raw]
+    assert len(set(keys)) == len(keys)                 # every entry identified once
+    routings = [e.get("routing") for e in raw if e["role"] == "ffn"]
+    first_power = routings.index("power_law_1.01")
+    assert set(routings[:first_power]) == {"balanced"}  # balanced first: earlier order kept
+    table = measured.read_fit_table(FITS)
+    n = 0
+    for e in table.entries:
+        if e.role != "ffn" or e.routing == "balanced":
+            continue
+        base = table.find("ffn", e.system, e.model, ep=e.ep, routing="balanced")
+        assert base is not None
+        # the most loaded rank computes more tokens: a steeper compute line
+        assert e.slope > base.slope
+        assert e.config["distribution"] == e.routing
+        n += 1
+    assert n == 2 * sum(1 for e in table.entries if e.role == "ffn" and e.routing == "balanced")
+    assert measured.check_routing("power_law") == "power_law_1.2"
+    with pytest.raises(AfdInputError, match="unknown MoE routing 'zipf'"):
+        measured.check_routing("zipf")
+
+
+def test_power_law_fits_reproduce_from_the_tables():
+    root = kerneldb.local_kerneldb_dir()
+    if root is None:
+        pytest.skip("AFDLIB_KERNELDB_DIR is not set (CI sets it)")
+    from afdlib.costs.presets import load_model
+
+    table = measured.read_fit_table(FITS)
+    model = load_model("deepseek-v3")
+    got = measured.fit_moe_entry("h200_sxm", model, ep=8, routing="power_law_1.2")
+    committed = table.find("ffn", "h200_sxm", "deepseek-v3", ep=8, routing="power_law_1.2")
+    assert got["slope"] == pytest.approx(committed.slope, rel=1e-9)
+    assert got["plateau"] == pytest.approx(committed.plateau, rel=1e-9)

@@ -269,3 +269,96 @@ def test_bad_memory_inputs_rejected(kw):
     batch, theta = args.pop("batch"), args.pop("theta")
     with pytest.raises(AfdInputError, match=next(iter(kw))):
         kv_feasibility(m, Deployment(attention_gpu=g, ffn_gpu=g), batch, theta, **args)
+
+
+@pytest.mark.parametrize("short, name", [("h100", "h100-sxm"), ("H100_SXM", "h100-sxm"),
+                                         ("b200-sxm", "b200"), ("h20", "h20"),
+                                         ("h20-3e", "h20-3e")])
+def test_hardware_short_forms(short, name):
+    assert costs.resolve_hardware_name(short) == name
+    assert load_gpu(short).name == name
+    a, f = costs.parse_hardware(f"{short}/h800")
+    assert (a.name, f.name) == (name, "h800")
+
+
+def test_unknown_hardware_lists_the_known_and_the_short_forms():
+    with pytest.raises(AfdInputError, match="unknown hardware 'a100'; known hardware: b200"):
+        load_gpu("a100")
+
+
+def test_moe_routing_through_the_presets():
+    base = build_preset("deepseek-v3", "h200", batch=64, theta=2000.0, ratio=8)
+    skew = build_preset("deepseek-v3", "h200", batch=64, theta=2000.0, ratio=8,
+                        routing="power_law")
+    assert skew.curves.routing == "power_law_1.2" and base.curves.routing == "balanced"
+    assert "power_law_1.2 routing" in skew.curves.provenance["ffn"]
+    # same instances, a slower FFN per token on the straggler rank
+    assert skew.gpus == base.gpus
+    assert skew.coefficients.alpha_F > 1.5 * base.coefficients.alpha_F
+    # attention and communication do not depend on the routing
+    assert skew.coefficients.alpha_A == base.coefficients.alpha_A
+    fit = skew.curves.fits["ffn"]
+    n = 64 * 8.0
+    layers = skew.curves.model.moe_layers
+    assert float(skew.curves.ffn(n)) - float(base.curves.ffn(n)) == pytest.approx(
+        layers * (fit.time(n) - base.curves.fits["ffn"].time(n)), rel=1e-12)
+    with pytest.raises(AfdInputError, match="llama-3.1-70b has no MoE layers"):
+        build_preset("llama-3.1-70b", "h100", batch=32, routing="power_law")
+    with pytest.raises(AfdInputError, match="no measured power_law_1.01 MoE table for h20 "):
+        build_preset("deepseek-v3", "h20", batch=32, routing="power_law_1.01")
+
+
+def test_routing_imbalance_by_direct_maximization():
+    from afdlib.model import Objective
+
+    ri = costs.routing_imbalance("qwen3-235b-a22b", "h200", batch=64, theta=2690.0)
+    assert [c.routing for c in ri.cases] == ["balanced", "power_law_1.01", "power_law_1.2"]
+    for c in ri.cases:
+        co, b = c.preset.coefficients, c.preset.batch
+        r = np.arange(1, 65, dtype=float)
+        tau = np.maximum.reduce([np.full(r.shape, co.alpha_A * b * 2690.0 + co.beta_A),
+                                 co.alpha_C * (r * b if co.comm_scales_with == "rB" else b)
+                                 + co.beta_C, co.alpha_F * r * b + co.beta_F])
+        g = c.preset.gpus
+        lam = r * b / ((r * g.attention + g.ffn) * tau)
+        assert c.r_int == int(np.argmax(lam)) + 1
+        assert c.throughput == pytest.approx(lam.max(), rel=1e-12)
+        assert abs(c.r_star - c.r_int) < 1.0
+    ch = ri.change("power_law")
+    assert ch["alpha_F"] > 1.5 and 0.8 < ch["beta_F"] < 1.25
+    assert ch["r_int"] == ri.cases[2].r_int - ri.cases[0].r_int
+    assert isinstance(ri.objective, Objective) and ri.objective.kind == "gpu"
+    d = ri.to_dict()
+    assert d["cases"][0]["routing"] == "balanced" and "power_law_1.2" in d["change"]
+    with pytest.raises(AfdInputError, match="has no MoE layers"):
+        costs.routing_imbalance("llama-3.1-70b", "h100")
+
+
+def test_coefficient_file_with_gpu_counts(tmp_path):
+    from afdlib.costs import load_coefficient_file
+    from afdlib.model import InstanceGPUs
+
+    c = StepCoefficients(alpha_A=1e-8, beta_A=1e-3, alpha_F=1e-6, beta_F=1e-2)
+    path = tmp_path / "c.json"
+    save_coefficients(c, path, gpus=InstanceGPUs(2, 8))
+    loaded = load_coefficient_file(path)
+    assert loaded.coefficients == c and loaded.gpus == InstanceGPUs(2, 8)
+    assert load_coefficients(path) == c
+    save_coefficients(c, path)
+    assert load_coefficient_file(path).gpus is None
+    path.write_text(json.dumps({**c.to_dict(), "gpus": {"attention": 0, "ffn": 8}}))
+    with pytest.raises(AfdInputError, match="c.json: gpus: attention GPUs must be >= 1"):
+        load_coefficient_file(path)
+
+
+def test_linearization_for_the_per_gpu_objective():
+    # the default linearization ratio is the best integer of the curves under the objective
+    from afdlib.model import Objective
+
+    per_gpu = build_preset("qwen3-235b-a22b", "h200", batch=64, theta=2690.0, objective="gpu")
+    goal = Objective(kind="gpu", gpus=per_gpu.gpus)
+    lam = per_gpu.curves.throughput(batch=64, theta=2690.0, ratio=np.arange(1, 65),
+                                    objective=goal)
+    assert per_gpu.ratio == int(np.argmax(lam)) + 1
+    per_instance = build_preset("qwen3-235b-a22b", "h200", batch=64, theta=2690.0)
+    assert per_instance.ratio < per_gpu.ratio          # 4-GPU FFN instance: more workers pay

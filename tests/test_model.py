@@ -141,3 +141,57 @@ def test_maximizers_find_a_known_optimum():
     with pytest.raises(AfdInputError, match="max_ratio must be >= 1"):
         best_integer_ratio(lambda x: x, 0)
     assert math.isclose(values.max(), 2 / 18)
+
+
+def test_gpu_prices_and_the_chosen_objective():
+    from afdlib.model import GPUPrices, choose_objective
+
+    gpus = InstanceGPUs(attention=2, ffn=8)
+    prices = GPUPrices(attention=3.0, ffn=2.0).instance_prices(gpus)
+    assert (prices.attention, prices.ffn) == (6.0, 16.0)
+    # defaults: per GPU where the counts are known, else per instance; prices win
+    assert choose_objective(gpus=gpus).kind == "gpu"
+    assert choose_objective().kind == "instance" and choose_objective().per_instance
+    o = choose_objective(gpus=gpus, gpu_prices=GPUPrices(3.0, 2.0))
+    assert o.kind == "price" and o.weights == (6.0, 16.0) and o.gpus == gpus
+    assert choose_objective("instance", gpus=gpus).weights == (1.0, 1.0)
+    # equal per-GPU prices are the per-GPU objective up to a constant
+    r = np.arange(1.0, 20.0)
+    a = choose_objective(gpus=gpus, gpu_prices=GPUPrices(2.5, 2.5)).throughput(r, 64, 0.02)
+    b = choose_objective(gpus=gpus).throughput(r, 64, 0.02)
+    np.testing.assert_allclose(a * 2.5, b, rtol=1e-15)
+    with pytest.raises(AfdInputError, match="objective 'gpu' needs the GPU counts"):
+        choose_objective("gpu")
+    with pytest.raises(AfdInputError, match="per-GPU prices need the GPU counts"):
+        choose_objective(gpu_prices=GPUPrices(1.0, 1.0))
+    with pytest.raises(AfdInputError, match="objective 'price' needs prices"):
+        choose_objective("price", gpus=gpus)
+    with pytest.raises(AfdInputError, match="attention GPU price must be > 0"):
+        GPUPrices(0.0, 1.0)
+    with pytest.raises(AfdInputError, match="FFN GPU price must be > 0"):
+        GPUPrices(1.0, -2.0)
+    with pytest.raises(AfdInputError, match="not both"):
+        choose_objective(gpus=gpus, gpu_prices=GPUPrices(1.0, 1.0), prices=InstancePrices(1, 2))
+
+
+def test_objective_per_gpu_and_json():
+    gpus = InstanceGPUs(attention=1, ffn=4)
+    o = Objective(prices=InstancePrices(1.0, 3.0), gpus=gpus)
+    r = np.array([1.0, 5.0])
+    np.testing.assert_allclose(o.throughput_per_gpu(r, 32, 0.01), r * 32 / ((r + 4) * 0.01),
+                               rtol=1e-15)
+    assert Objective().throughput_per_gpu(r, 32, 0.01) is None and Objective().per_gpu() is None
+    d = o.to_dict()
+    assert d == {"kind": "price", "unit": "tokens/s per price unit",
+                 "weights": {"attention": 1.0, "ffn": 3.0},
+                 "prices": {"attention": 1.0, "ffn": 3.0}, "gpus": {"attention": 1, "ffn": 4}}
+    assert Objective(kind="gpu", gpus=InstanceGPUs(1, 1)).unit == "tokens/s per GPU"
+    with pytest.raises(AfdInputError, match="objective 'gpu' needs the GPU counts"):
+        Objective(kind="gpu")
+    assert InstanceGPUs.from_dict({"attention": 2, "ffn": 8}) == InstanceGPUs(2, 8)
+    with pytest.raises(AfdInputError, match="f.json: unknown key"):
+        InstanceGPUs.from_dict({"attention": 2, "ffn": 8, "x": 1}, source="f.json")
+    with pytest.raises(AfdInputError, match="missing key"):
+        InstanceGPUs.from_dict({"attention": 2})
+    with pytest.raises(AfdInputError, match="FFN GPUs must be >= 1"):
+        InstanceGPUs.from_dict({"attention": 2, "ffn": 0})

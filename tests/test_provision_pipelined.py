@@ -17,11 +17,14 @@ from afdlib.model import (
     StepCoefficients,
     microbatch_sizes,
 )
+from afdlib.provision import provision
 from afdlib.provision.exact import exact_ratio, expected_step_time_exact, worker_load_law
 from afdlib.provision.pipelined import (
     circuit_table,
     cycle_time,
     expected_cycle_time,
+    gaussian_microbatch_laws,
+    mean_load_cycle_time,
     microbatch_load_laws,
     pipelined_ratio,
     run_sums,
@@ -332,3 +335,81 @@ def test_engine_and_rule_see_the_same_bundle():
         ours = expected_cycle_time(point(12, workload=workload), workload, [3], microbatches=m,
                                    intercepts=intercepts, samples=8)
         assert ours[0] == pytest.approx(res.mean_step_time, rel=1e-9)
+
+
+# -- the pipeline-aware rules in provision() and afd provision ---------------------------------
+
+
+def test_gaussian_microbatch_laws_have_the_slot_sums_moments():
+    stats = load_stats(WORKLOAD)
+    laws = gaussian_microbatch_laws(point(10), microbatches=3)
+    assert laws.sizes == (4, 3, 3)
+    from scipy.stats import norm
+
+    for size, law in zip(laws.sizes, laws.laws, strict=True):
+        # the normal law of the load, cut at 0 tokens: the law of max(X, 0)
+        mu, sd = size * stats.theta, math.sqrt(size * stats.load_variance)
+        z = mu / sd
+        mean = mu * norm.cdf(z) + sd * norm.pdf(z)
+        second = (mu * mu + sd * sd) * norm.cdf(z) + mu * sd * norm.pdf(z)
+        assert law.pmf.sum() == pytest.approx(1.0)
+        assert law.mean == pytest.approx(mean, rel=1e-4)
+        spread = math.sqrt(law.pmf @ (law.values - law.mean) ** 2)
+        assert spread == pytest.approx(math.sqrt(second - mean * mean), rel=2e-3)
+        assert law.pmf[0] == pytest.approx(norm.cdf(-z), abs=2e-3)  # the mass below 0
+
+
+def test_mean_load_cycle_time_is_the_frozen_cycle_time_at_the_mean():
+    p = point(12)
+    for r in (1, 4):
+        st = stage_times(COEFFS, ratio=r, batch=12, microbatches=3)
+        loads = np.tile(np.array(st.sizes, dtype=float) * p.theta, (r, 1))
+        want = float(cycle_time(st.attention(loads), st.comm, st.ffn))
+        got = mean_load_cycle_time(p, [r], microbatches=3)[0]
+        assert got == pytest.approx(want, rel=1e-12)
+    # at the mean, by convexity (Jensen), below the quasi-static value over the loads' laws
+    assert np.all(mean_load_cycle_time(p, [2, 5], microbatches=3)
+                  <= expected_cycle_time(p, WORKLOAD, [2, 5], microbatches=3))
+
+
+def test_provision_with_microbatches_reports_the_pipelined_rules():
+    p = point(16)
+    res = provision(p, max_ratio=12, microbatches=2, workload=WORKLOAD)
+    ratios = np.arange(1, 13)
+    np.testing.assert_allclose(res.mean_step_times["exact_load"],
+                               expected_cycle_time(p, WORKLOAD, ratios, microbatches=2))
+    np.testing.assert_allclose(res.mean_step_times["mean_field"],
+                               mean_load_cycle_time(p, ratios, microbatches=2))
+    d = res.to_dict()
+    assert d["microbatches"] == 2 and d["intercepts"] == "per_microbatch"
+    assert d["r_int_exact"] == pipelined_ratio(p, WORKLOAD, max_ratio=12, microbatches=2).r_int
+    lam = p.throughput(ratios, res.mean_step_times["mean_field"])
+    assert d["r_int_mean_field"] == int(ratios[np.argmax(lam)])
+    assert "step_time_p99" not in d["throughput_per_instance"]["1"]
+    with pytest.raises(AfdInputError, match="latency target"):
+        provision(p, max_ratio=12, microbatches=2, tpot_p99=0.05)
+
+
+def test_afd_provision_microbatches_on_the_command_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    coeffs = tmp_path / "c.json"
+    coeffs.write_text(json.dumps(COEFFS.to_dict()))
+    base = [sys.executable, "-m", "afdlib", "provision", "--prompt", "geometric:1500,start=0",
+            "--decode", "geometric:40", "--batch", "16", "--coeffs", str(coeffs),
+            "--max-ratio", "12"]
+    out = subprocess.run([*base, "--microbatches", "3", "--intercepts", "per_step", "--json"],
+                         capture_output=True, text=True, check=True)
+    d = json.loads(out.stdout)
+    laws = IndependentLengths(Geometric(1500, start=0), Geometric(40))
+    want = pipelined_ratio(point(16, workload=laws), laws, max_ratio=12, microbatches=3,
+                           intercepts="per_step").r_int
+    assert (d["microbatches"], d["intercepts"], d["r_int_exact"]) == (3, "per_step", want)
+    for extra, message in ((["--intercepts", "per_step"], "--intercepts applies with"),
+                           (["--microbatches", "2", "--tpot-p99", "0.05"], "--tpot-p99"),
+                           (["--microbatches", "9"], "microbatches")):
+        bad = subprocess.run([*base, *extra], capture_output=True, text=True)
+        assert bad.returncode == 2, bad.stderr
+        assert message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -17,7 +17,7 @@ from afdlib.errors import AfdInputError
 from afdlib.sim import Bundle, load_path, simulate_reference, simulate_step
 from afdlib.sim import loads as loads_module
 from afdlib.sim.bundle import worker_seeds
-from afdlib.sim.loads import renewal_block, row_digits, uniform_rows
+from afdlib.sim.loads import LoadStream, renewal_block, row_digits, uniform_rows
 from afdlib.traces import read_trace
 from afdlib.workload import (
     Deterministic,
@@ -236,19 +236,20 @@ def test_uniform_rows_are_uniform_and_independent():
     assert stats.chisquare(np.bincount(biased, minlength=n)).pvalue < 1e-4
 
 
-def _walk_resampled(workload, seeds, batch, steps, slot_group, init):
+def _walk_resampled(workload, seeds, batch, steps, slot_group, init, chunk=None):
     """Loads and renewals from a plain walk of the requests each slot is dealt.
 
     The dealing follows the engine's documented stream: each worker draws its own
-    initial state, then in rounds every slot of it still short of the horizon gets the
-    next ``k`` requests of its worker's stream (trace rows from :func:`uniform_rows`,
-    or ``sample_requests`` of the laws), slots in order. Everything else (start steps,
-    contexts, jumps, sums) is walked step by step in plain Python.
+    initial state, then, chunk by chunk of ``chunk`` steps (one chunk by default), in
+    rounds every slot of it still short of the chunk's end gets the next ``k`` requests
+    of its worker's stream (``k`` from the chunk's length; trace rows from
+    :func:`uniform_rows`, or ``sample_requests`` of the laws), slots in order. Everything
+    else (start steps, contexts, jumps, sums) is walked step by step in plain Python.
     """
     trace = isinstance(workload, JointLengths)
     digits = row_digits(len(workload)) if trace else 1
-    k = loads_module._round_length(steps, batch, loads_module._decode_moments(workload),
-                                   digits)
+    chunk = steps if chunk is None else chunk
+    ends = [min(steps, c0 + chunk) for c0 in range(0, steps, chunk)]
     groups = (max(slot_group) + 1) * len(seeds)
     loads = [[0] * steps for _ in range(groups)]
     requests = 0
@@ -261,17 +262,20 @@ def _walk_resampled(workload, seeds, batch, steps, slot_group, init):
         ctx, rem = [int(c) for c in ctx], [int(r) for r in rem]
         queue = [[] for _ in range(batch)]
         free = list(rem)  # step at which the slot's next request would start
-        while any(f < steps for f in free):
-            active = [i for i in range(batch) if free[i] < steps]
-            if trace:
-                rows = uniform_rows(rng, len(workload), len(active) * k)
-                p, d = workload.prompt[rows], workload.decode[rows]
-            else:
-                p, d = workload.sample_requests(rng, len(active) * k)
-            for a, i in enumerate(active):
-                for j in range(a * k, (a + 1) * k):
-                    queue[i].append((int(p[j]), int(d[j])))
-                    free[i] += int(d[j])
+        for c0, c1 in zip([0, *ends[:-1]], ends, strict=True):
+            k = loads_module._round_length(c1 - c0, batch,
+                                           loads_module._decode_moments(workload), digits)
+            while any(f < c1 for f in free):
+                active = [i for i in range(batch) if free[i] < c1]
+                if trace:
+                    rows = uniform_rows(rng, len(workload), len(active) * k)
+                    p, d = workload.prompt[rows], workload.decode[rows]
+                else:
+                    p, d = workload.sample_requests(rng, len(active) * k)
+                for a, i in enumerate(active):
+                    for j in range(a * k, (a + 1) * k):
+                        queue[i].append((int(p[j]), int(d[j])))
+                        free[i] += int(d[j])
         nxt = [0] * batch
         for s in range(steps):
             for i in range(batch):
@@ -330,6 +334,172 @@ def test_resampled_loads_equal_the_walk_in_corner_cases(prompt, decode, batch, s
     loads, requests = _walk_resampled(w, seeds, batch, steps, group, init)
     assert path.loads.tolist() == [[float(x) for x in row] for row in loads]
     assert path.requests == requests > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), workers=st.integers(1, 3), batch=st.integers(1, 5),
+       steps=st.integers(2, 60), init=st.sampled_from(["stationary", "cold"]),
+       kind=st.sampled_from(["trace", "wide trace", "laws"]))
+def test_chunked_resampled_loads_equal_a_walk_dealt_chunk_by_chunk(data, workers, batch,
+                                                                   steps, init, kind):
+    # chunks of 1 .. steps steps: the slots' state, the groups' loads and the requests
+    # dealt in one chunk that start in a later one carry over exactly
+    if kind == "laws":
+        w = IndependentLengths(Uniform(0, 30), Geometric(4))
+    else:
+        n = data.draw(st.integers(1, 6))
+        prompt = np.array(data.draw(st.lists(st.integers(0, 40), min_size=n, max_size=n)))
+        decode = np.array(data.draw(st.lists(st.integers(1, 12), min_size=n, max_size=n)))
+        w = JointLengths(prompt + (2 ** 35 if kind == "wide trace" else 0), decode)
+    chunk = data.draw(st.integers(1, steps))
+    group = data.draw(st.lists(st.integers(0, 2), min_size=batch, max_size=batch))
+    seeds = worker_seeds(data.draw(st.integers(0, 10 ** 6)), workers)
+    path = load_path(w, seeds, batch, steps, slot_group=group, init=init, chunk_steps=chunk)
+    loads, requests = _walk_resampled(w, seeds, batch, steps, group, init, chunk=chunk)
+    assert path.loads.tolist() == [[float(x) for x in row] for row in loads]
+    assert path.requests == requests
+
+
+def test_a_run_of_one_chunk_is_dealt_as_a_single_pass():
+    # runs up to SINGLE_CHUNK_STEPS steps are one chunk: they keep the single-pass stream
+    w = IndependentLengths(Geometric(30, start=0), Geometric(9))
+    seeds = worker_seeds(3, 2)
+    whole = load_path(w, seeds, 6, 700)
+    assert np.array_equal(whole.loads, load_path(w, seeds, 6, 700, chunk_steps=700).loads)
+    assert not np.array_equal(whole.loads, load_path(w, seeds, 6, 700, chunk_steps=350).loads)
+    assert loads_module.SINGLE_CHUNK_STEPS >= 200_000  # the study's and chapters' longest
+    assert LoadStream(w, seeds, 6, loads_module.SINGLE_CHUNK_STEPS + 1).chunk_steps == (
+        loads_module.CHUNK_STEPS)
+
+
+def _replay_walk(prompt, decode, slots, steps, group, *, finite=False):
+    """Per-group loads and active slots, slots freed per step and requests started, of a
+    trace replayed in order, walked step by step in plain Python.
+
+    At step 0 slot i holds row i (cycling; for a finite trace: idle if there is none).
+    A slot whose request ended at the previous step takes the next row, slots in index
+    order; with a finite trace and no row left it stays idle.
+    """
+    n = len(prompt)
+    nxt = 0
+    ctx, rem = [None] * slots, [0] * slots
+    for i in range(slots):
+        if not (finite and nxt >= n):
+            ctx[i], rem[i] = int(prompt[nxt % n]), int(decode[nxt % n])
+            nxt += 1
+    groups = max(group) + 1
+    loads = [[0] * steps for _ in range(groups)]
+    active = [[0] * steps for _ in range(groups)]
+    freed, requests = [0] * steps, 0
+    for s in range(steps):
+        for i in range(slots):
+            if s > 0 and ctx[i] is not None and rem[i] == 0:
+                freed[s] += 1
+                if finite and nxt >= n:
+                    ctx[i] = None
+                else:
+                    ctx[i], rem[i] = int(prompt[nxt % n]), int(decode[nxt % n])
+                    nxt += 1
+                    requests += 1
+        for i in range(slots):
+            if ctx[i] is not None:
+                loads[group[i]][s] += ctx[i]
+                active[group[i]][s] += 1
+                ctx[i] += 1
+                rem[i] -= 1
+    return loads, active, freed, requests
+
+
+replay_cases = dict(
+    prompts=st.lists(st.integers(0, 60), min_size=1, max_size=12),
+    decodes=st.lists(st.integers(1, 9), min_size=12, max_size=12),
+    workers=st.integers(1, 3), batch=st.integers(1, 4), steps=st.integers(1, 60),
+    data=st.data())
+
+
+@settings(max_examples=60, deadline=None)
+@given(**replay_cases)
+def test_replayed_loads_equal_a_plain_walk_for_every_chunk_length(prompts, decodes, workers,
+                                                                  batch, steps, data):
+    decodes = decodes[:len(prompts)]
+    w = JointLengths(np.array(prompts), np.array(decodes))
+    sub = data.draw(st.lists(st.integers(0, 1), min_size=batch, max_size=batch))
+    chunk = data.draw(st.integers(1, steps))
+    path = load_path(w, worker_seeds(0, workers), batch, steps, slot_group=sub, init="cold",
+                     replay=True, chunk_steps=chunk)
+    group = [wk * (max(sub) + 1) + sub[i] for wk in range(workers) for i in range(batch)]
+    loads, _, _, requests = _replay_walk(prompts, decodes, workers * batch, steps, group)
+    assert path.loads.tolist() == [[float(x) for x in row] for row in loads]
+    assert path.requests == requests
+
+
+@settings(max_examples=60, deadline=None)
+@given(**replay_cases)
+def test_a_finite_trace_replayed_equals_a_plain_walk(prompts, decodes, workers, batch, steps,
+                                                     data):
+    # the trace is handed out once: slots that free after its last row stay idle (also
+    # those that never get a row, when there are more slots than rows)
+    decodes = decodes[:len(prompts)]
+    w = JointLengths(np.array(prompts), np.array(decodes))
+    chunk = data.draw(st.integers(1, steps))
+    stream = LoadStream(w, worker_seeds(0, workers), batch, steps, init="cold", replay=True,
+                        finite=True, chunk_steps=chunk)
+    loads, active, freed = [], [], []
+    for part in stream:
+        loads.append(part.loads.copy())
+        active.append(part.active.copy())
+        freed.append(part.freed.copy())
+    group = [wk for wk in range(workers) for _ in range(batch)]
+    want = _replay_walk(prompts, decodes, workers * batch, steps, group, finite=True)
+    assert np.concatenate(loads, axis=1).tolist() == want[0]
+    assert np.concatenate(active, axis=1).tolist() == want[1]
+    assert np.concatenate(freed).tolist() == want[2]
+    assert stream.requests == want[3]
+
+
+@pytest.mark.parametrize("name", ["azure2023_code", "mooncake_conversation"])
+def test_replay_in_chunks_equals_one_pass_and_the_reference_loop(name):
+    w = JointLengths.from_trace(read_trace(public_trace_file(name)))
+    seeds = worker_seeds(4, 5)
+    one = load_path(w, seeds, 32, 3000, init="cold", replay=True)
+    for chunk in (1, 7, 1000):
+        again = load_path(w, seeds, 32, 3000, init="cold", replay=True, chunk_steps=chunk)
+        np.testing.assert_array_equal(again.loads, one.loads)
+        assert again.requests == one.requests
+    ref = simulate_reference(w, Bundle(5, 32, COEFFS), steps=3000, init="cold", replay=True,
+                             record=True)
+    np.testing.assert_array_equal(ref.records.loads.T, one.loads)
+    warm = load_path(w, seeds, 32, 3000, replay=True)  # stationary start, then rows in order
+    np.testing.assert_array_equal(
+        load_path(w, seeds, 32, 3000, replay=True, chunk_steps=11).loads, warm.loads)
+
+
+def _stream_peak(workload, steps, chunk, replay=False):
+    import tracemalloc
+
+    loads_module.release_work_arrays()
+    tracemalloc.start()
+    try:
+        total = 0
+        for part in LoadStream(workload, worker_seeds(1, 4), 64, steps, replay=replay,
+                               init="cold" if replay else "stationary", chunk_steps=chunk):
+            total += int(part.loads[:, -1].sum())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, total
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_stream_memory_does_not_grow_with_the_run(replay):
+    # 8 and 64 chunks of 2000 steps: the peak is set by a chunk, not by the run
+    w = (JointLengths(np.arange(1, 300), np.arange(1, 300) % 5 + 1) if replay
+         else IndependentLengths(Geometric(50, start=0), Uniform(1, 3)))
+    short, _ = _stream_peak(w, 16_000, 2000, replay)
+    long, _ = _stream_peak(w, 128_000, 2000, replay)
+    assert long < 1.2 * short + 100_000
+    whole, _ = _stream_peak(w, 128_000, 128_000, replay)
+    assert whole > 4 * long  # one chunk for the whole run holds it all: the check has teeth
 
 
 def test_resampling_uses_the_narrow_path_for_the_public_traces():
@@ -393,9 +563,23 @@ def test_both_pipeline_recursions_agree_exactly_and_match_simpy(r, m):
     rng = np.random.default_rng(r * 10 + m)
     attention = rng.exponential(1.0, size=(40, r, m))
     comm, ffn = rng.exponential(0.5, size=m).tolist(), rng.exponential(1.0, size=m).tolist()
-    scalar = np.array(pipeline._completion_scalar(attention, comm, ffn))
-    vector = pipeline._completion_vector(attention, comm, ffn)
+    scalar = np.array(pipeline._completion_scalar(attention, comm, ffn,
+                                                  pipeline.PipelineState(r, m)))
+    vector = pipeline._completion_vector(attention, comm, ffn, pipeline.PipelineState(r, m))
     np.testing.assert_array_equal(scalar, vector)
     np.testing.assert_array_equal(pipeline.pipeline_completion_times(attention, comm, ffn),
                                   scalar)
     np.testing.assert_allclose(scalar, _simpy_pipeline(attention, comm, ffn), rtol=1e-12)
+    # a run continued from its state in pieces (chunks) is the same run; with the times
+    # measured from the last completion it is the same up to rounding
+    state = pipeline.PipelineState(r, m)
+    parts = [pipeline.pipeline_completion_times(attention[a:b], comm, ffn, state=state)
+             for a, b in [(0, 17), (17, 18), (18, 40)]]
+    np.testing.assert_array_equal(np.concatenate(parts), scalar)
+    state, parts, origin = pipeline.PipelineState(r, m), [], 0.0
+    for a, b in [(0, 17), (17, 18), (18, 40)]:
+        done = pipeline.pipeline_completion_times(attention[a:b], comm, ffn, state=state)
+        parts.append(done + origin)
+        origin += float(done[-1])
+        state.shift(float(done[-1]))
+    np.testing.assert_allclose(np.concatenate(parts), scalar, rtol=1e-13)

@@ -134,9 +134,14 @@ def _columns_from_csv(path: str) -> tuple[list[str], dict[str, list]]:
 
 
 def _columns_from_parquet(path: str) -> tuple[list[str], dict[str, list]]:
-    with warnings.catch_warnings():  # its import may warn about pandas options it probes
-        warnings.simplefilter("ignore")
-        import fastparquet  # imported lazily: only the parquet form needs it
+    try:
+        with warnings.catch_warnings():  # its import may warn about pandas options it probes
+            warnings.simplefilter("ignore")
+            import fastparquet  # imported lazily: only the parquet form needs it
+    except ImportError:
+        raise AfdInputError(f"{os.path.basename(path)}: reading a parquet kernel table needs "
+                            "fastparquet (pip install 'afdlib[kerneldb]'), or point "
+                            "AFDLIB_KERNELDB_DIR at a local copy of the CSV tables") from None
 
     frame = fastparquet.ParquetFile(path).to_pandas()
     header = [str(c) for c in frame.columns]

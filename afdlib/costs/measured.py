@@ -38,7 +38,8 @@ from afdlib.costs.fit import FitQuality, fit_linear, fit_plateau_line
 from afdlib.costs.specs import ModelSpec
 from afdlib.errors import AfdInputError, MissingMeasurement
 
-__all__ = ["ATTENTION_REGION", "LINE_MIN_TOKENS", "FITS_FILE", "ROLES", "fit_attention_entry",
+__all__ = ["ATTENTION_REGION", "LINE_MIN_TOKENS", "FITS_FILE", "ROLES", "ROUTINGS",
+           "ROUTING_ALIASES", "check_routing", "entry_key", "fit_attention_entry",
            "fit_moe_entry", "fit_comm_entry", "fit_all", "load_fits", "find_fit",
            "attention_tp_options", "moe_ep_options", "LineFit", "AttentionFit", "MoEFit",
            "CommFit", "FitEntry", "FitTable", "fit_entry", "read_fit_table",
@@ -46,6 +47,13 @@ __all__ = ["ATTENTION_REGION", "LINE_MIN_TOKENS", "FITS_FILE", "ROLES", "fit_att
 
 #: The roles of a step whose kernels are fitted.
 ROLES = ("attention", "ffn", "comm")
+#: MoE routing of the measured tables (their ``distribution`` column): every expert equally
+#: loaded, or expert loads drawn from a power law of exponent 1.01 or 1.2, the timed GPU
+#: being the most loaded rank of the group (a straggler time). AIConfigurator's collector
+#: documentation calls 1.01 the lower and 1.2 the higher imbalance.
+ROUTINGS = ("balanced", "power_law_1.01", "power_law_1.2")
+#: Short names: ``power_law`` is the more skewed of the two measured power laws.
+ROUTING_ALIASES = {"power_law": "power_law_1.2"}
 
 ATTENTION_REGION = {"min_batch": 8, "min_context": 128, "max_context": 32768}
 #: Lower end of the one-line MoE fit (the line the README of the tables says holds there).
@@ -63,6 +71,30 @@ def attention_tp_options(model: ModelSpec) -> list[int]:
 def moe_ep_options(model: ModelSpec) -> list[int]:
     """Expert-parallel sizes fitted for a model's MoE layers."""
     return [e for e in (2, 4, 8, 16, 32, 64) if model.is_moe and e <= model.num_experts]
+
+
+def check_routing(routing: str) -> str:
+    """A routing name of :data:`ROUTINGS` (or an alias of :data:`ROUTING_ALIASES`).
+
+    Raises
+    ------
+    AfdInputError
+        Naming the known routings (``parameter="moe_routing"``).
+    """
+    name = ROUTING_ALIASES.get(routing, routing) if isinstance(routing, str) else routing
+    if name not in ROUTINGS:
+        known = ", ".join((*ROUTINGS, *ROUTING_ALIASES))
+        raise AfdInputError(f"unknown MoE routing {routing!r} (known: {known})",
+                            parameter="moe_routing")
+    return name
+
+
+def entry_key(entry: dict) -> tuple:
+    """What identifies a committed fit: role, system, model, tp or ep, and the routing
+    (balanced where an entry does not say)."""
+    routing = entry.get("routing", "balanced") if entry.get("role") == "ffn" else None
+    return (entry.get("role"), entry.get("system"), entry.get("model"), entry.get("tp"),
+            entry.get("ep"), routing)
 
 
 def _quality(fit) -> dict:
@@ -88,17 +120,20 @@ def fit_attention_entry(system: str, model: ModelSpec, *, tp: int = 1, root=None
     }
 
 
-def fit_moe_entry(system: str, model: ModelSpec, *, ep: int, root=None) -> dict:
-    """Fit one MoE configuration (balanced routing); returns the committed-file entry."""
-    pts = kerneldb.moe_points(system, model, ep=ep, root=root)
+def fit_moe_entry(system: str, model: ModelSpec, *, ep: int, routing: str = "balanced",
+                  root=None) -> dict:
+    """Fit one MoE configuration under a routing (:data:`ROUTINGS`); returns the
+    committed-file entry."""
+    routing = check_routing(routing)
+    pts = kerneldb.moe_points(system, model, ep=ep, distribution=routing, root=root)
     n, y = pts.x["N"], pts.latency
     sel = n * model.experts_per_token >= model.num_experts
     pl = fit_plateau_line(n[sel], y[sel])
     hi = n >= LINE_MIN_TOKENS
     line = fit_linear({"N": n[hi]}, y[hi])
     return {
-        "role": "ffn", "system": system, "model": model.name, "ep": ep, "table": pts.table,
-        "config": dict(pts.config),
+        "role": "ffn", "system": system, "model": model.name, "ep": ep, "routing": routing,
+        "table": pts.table, "config": dict(pts.config),
         "region": {"min_tokens": float(model.num_experts / model.experts_per_token)},
         "form": "max(plateau, slope*N + intercept) (routed experts, per layer, per GPU)",
         "plateau": pl.plateau, "slope": pl.slope, "intercept": pl.intercept,
@@ -138,7 +173,11 @@ def _if_measured(fit, *args, **kwargs) -> list[dict]:
 
 
 def fit_all(models: dict[str, ModelSpec], *, root=None) -> dict:
-    """Fit every table configuration the presets can use; the committed file's content."""
+    """Fit every table configuration the presets can use; the committed file's content.
+
+    Balanced-routing entries come first, in the order of earlier versions of the file; the
+    power-law routings (:data:`ROUTINGS`) follow, so that adding them moved no entry.
+    """
     entries = []
     for system in kerneldb.SYSTEMS:
         for model in models.values():
@@ -148,6 +187,12 @@ def fit_all(models: dict[str, ModelSpec], *, root=None) -> dict:
                 entries += _if_measured(fit_moe_entry, system, model, ep=ep, root=root)
             if model.is_moe:
                 entries += _if_measured(fit_comm_entry, system, model, root=root)
+    for routing in ROUTINGS[1:]:
+        for system in kerneldb.SYSTEMS:
+            for model in models.values():
+                for ep in moe_ep_options(model):
+                    entries += _if_measured(fit_moe_entry, system, model, ep=ep,
+                                            routing=routing, root=root)
     return {
         "_attribution": "Derived numbers: least-squares fits to latencies measured by "
                         + kerneldb.ATTRIBUTION + ". No table rows are reproduced here.",
@@ -298,6 +343,9 @@ class MoEFit(_Entry):
         As every entry (see ``_Entry``): system, model, table, row filter, region, form.
     ep : int
         Expert-parallel group size.
+    routing : str
+        Routing of the measured rows (:data:`ROUTINGS`); under a power law the timed GPU
+        is the most loaded rank.
     plateau : float
         Weight-streaming time (s).
     slope : float
@@ -315,6 +363,7 @@ class MoEFit(_Entry):
     intercept: float
     quality: FitQuality
     one_line: LineFit
+    routing: str = "balanced"
     role = "ffn"
 
     @property
@@ -379,7 +428,9 @@ def fit_entry(data: dict, *, source: str = "fit") -> FitEntry:
                                                  _quality_of(one["quality"])))
         if role == "ffn":
             one = data["one_line"]
-            return MoEFit(**common, ep=int(data["ep"]), plateau=float(data["plateau"]),
+            return MoEFit(**common, ep=int(data["ep"]), routing=str(data.get("routing",
+                                                                          "balanced")),
+                          plateau=float(data["plateau"]),
                           slope=float(data["slope"]), intercept=float(data["intercept"]),
                           quality=_quality_of(data["quality"]),
                           one_line=LineFit(float(one["alpha"]), float(one["beta"]),

@@ -26,10 +26,12 @@ import numpy as np
 from afdlib.costs.fit import FitQuality, linearize
 from afdlib.costs.measured import (
     FITS_FILE,
+    ROUTINGS,
     AttentionFit,
     CommFit,
     FitTable,
     MoEFit,
+    check_routing,
     read_fit_table,
 )
 from afdlib.costs.memory import (
@@ -63,7 +65,7 @@ from afdlib.validate import check_choice, check_int, check_number
 __all__ = ["DEFAULT_BATCH", "DEFAULT_THETA", "MAX_DEFAULT_RATIO", "SOURCES", "preset_dir",
            "model_names", "hardware_names", "load_model", "load_gpu", "parse_hardware",
            "BundleCurves", "bundle_curves", "PresetResult", "build_preset",
-           "preset_coefficients"]
+           "preset_coefficients", "resolve_hardware_name", "ROUTINGS"]
 
 #: Default slots per Attention instance: the paper's setting B = 256.
 DEFAULT_BATCH = 256
@@ -136,13 +138,43 @@ def load_model(name: str) -> ModelSpec:
     return model_from_dict(_read_json(str(path)), source=path.name)
 
 
-def load_gpu(name: str) -> GPUSpec:
-    """The hardware preset ``name`` (raises AfdInputError listing the known ones)."""
+def resolve_hardware_name(name: str) -> str:
+    """The preset a hardware name means: the name itself, or a short form of one.
+
+    Matching ignores case, and ``_`` or spaces count as ``-``. A name that is not a
+    preset but begins exactly one preset's name followed by ``-`` is that preset (``h100``
+    means ``h100-sxm``; ``h20`` stays ``h20``, a preset of its own); a name that ends in
+    ``-sxm`` may leave it off or add it (``b200-sxm`` is ``b200``).
+
+    Raises
+    ------
+    AfdInputError
+        If it means no preset, or more than one; the message lists the known ones.
+    """
     known = hardware_names()
-    if not isinstance(name, str) or name.lower() not in known:
-        raise AfdInputError(f"unknown hardware {name!r}; known hardware: {', '.join(known)} "
-                            "(ATTN/FFN, e.g. h20/h800, for a heterogeneous bundle)")
-    path = preset_dir() / "hardware" / f"{name.lower()}.json"
+    text = name.strip().lower().replace("_", "-").replace(" ", "-") if isinstance(name, str) \
+        else None
+    if text in known:
+        return text
+    if text:
+        candidates = {k for k in known if k.startswith(text + "-")}
+        for form in (text.removesuffix("-sxm"), text + "-sxm"):
+            if form in known:
+                candidates.add(form)
+        if len(candidates) == 1:
+            return candidates.pop()
+        if len(candidates) > 1:
+            raise AfdInputError(f"hardware {name!r} is ambiguous: {', '.join(sorted(candidates))}"
+                                , parameter="hardware")
+    raise AfdInputError(f"unknown hardware {name!r}; known hardware: {', '.join(known)} "
+                        "(short forms such as h100 work; ATTN/FFN, e.g. h20/h800, for a "
+                        "heterogeneous bundle)", parameter="hardware")
+
+
+def load_gpu(name: str) -> GPUSpec:
+    """The hardware preset ``name`` or a short form of it (:func:`resolve_hardware_name`;
+    raises AfdInputError listing the known ones)."""
+    path = preset_dir() / "hardware" / f"{resolve_hardware_name(name)}.json"
     return gpu_from_dict(_read_json(str(path)), source=path.name)
 
 
@@ -186,6 +218,8 @@ class BundleCurves:
         Role -> where its curve comes from (measured table and configuration, or roofline).
     fits : dict
         Role -> the committed fit entry used (absent for roofline roles).
+    routing : str
+        MoE routing of the measured expert tables (``"balanced"`` for dense models).
     """
 
     model: ModelSpec
@@ -196,6 +230,7 @@ class BundleCurves:
     comm_binding: Callable
     provenance: dict
     fits: dict = field(default_factory=dict)
+    routing: str = "balanced"
 
     @property
     def gpus(self) -> InstanceGPUs:
@@ -348,14 +383,23 @@ def _attention_curve(model: ModelSpec, dep: Deployment, eff: Efficiency, fits: F
     return curve, text, entry
 
 
-def _ffn_curve(model: ModelSpec, dep: Deployment, eff: Efficiency, fits: FitTable, source: str):
-    """``(curve, provenance, fit or None)`` of the FFN instance."""
+def _ffn_curve(model: ModelSpec, dep: Deployment, eff: Efficiency, fits: FitTable, source: str,
+               routing: str = "balanced"):
+    """``(curve, provenance, fit or None)`` of the FFN instance under a MoE routing."""
     system = _measured_system(dep.ffn_gpu, "ffn", source)
-    entry = (fits.find("ffn", system, model.name, ep=dep.ffn_gpus)
+    entry = (fits.find("ffn", system, model.name, ep=dep.ffn_gpus, routing=routing)
              if system and model.is_moe else None)
     if entry is None:
+        if routing != "balanced":
+            why = (f"{model.name} has no MoE layers" if not model.is_moe else
+                   f"no measured {routing} MoE table for {dep.ffn_gpu.name} at ep="
+                   f"{dep.ffn_gpus}" + (" (source roofline)" if source == "roofline" else ""))
+            raise AfdInputError(f"MoE routing {routing} needs a measured MoE table: {why}; the "
+                                "roofline assumes balanced routing", parameter="moe_routing")
         return RooflineFFN(model, dep, eff), "roofline", None
-    text = (f"measured: {entry.system} moe_perf (ep={dep.ffn_gpus}) for routed experts; "
+    # balanced routing keeps the text of earlier versions; a power law says so
+    skew = "" if routing == "balanced" else f", {routing} routing, the most loaded rank"
+    text = (f"measured: {entry.system} moe_perf (ep={dep.ffn_gpus}{skew}) for routed experts; "
             "roofline for shared experts and dense layers")
     return MeasuredFFN(entry, model, dep, eff), text, entry
 
@@ -380,7 +424,7 @@ def bundle_curves(model: ModelSpec | str, hardware: str | tuple[GPUSpec, GPUSpec
                   source: str = "auto", efficiency: Efficiency | None = None,
                   attention_gpus: int | None = None, ffn_gpus: int | None = None,
                   attention_parallel: str | None = None, link: str = "network",
-                  reserve: float = DEFAULT_RESERVE) -> BundleCurves:
+                  reserve: float = DEFAULT_RESERVE, routing: str = "balanced") -> BundleCurves:
     """Step-time curves of ``model`` on ``hardware`` at the operating point.
 
     Parameters
@@ -405,8 +449,13 @@ def bundle_curves(model: ModelSpec | str, hardware: str | tuple[GPUSpec, GPUSpec
         for ``"nvlink"``; over the network communication is the roofline.
     reserve : float
         Fraction of HBM kept free when sizing instances.
+    routing : str
+        MoE routing of the measured expert tables (:data:`afdlib.costs.measured.ROUTINGS`,
+        or ``"power_law"`` for the more skewed one): ``"balanced"`` (default) or a power law,
+        whose times are the most loaded rank's. A power law needs a measured MoE table.
     """
     check_choice("source", source, SOURCES)
+    routing = check_routing(routing)
     eff = efficiency if efficiency is not None else Efficiency()
     if isinstance(model, str):
         model = load_model(model)
@@ -421,14 +470,14 @@ def bundle_curves(model: ModelSpec | str, hardware: str | tuple[GPUSpec, GPUSpec
                      ffn_gpus=ffn_gpus, attention_parallel=parallel, link=link)
     fits = _fit_table()
     attention, prov_a, fit_a = _attention_curve(model, dep, eff, fits, source)
-    ffn, prov_f, fit_f = _ffn_curve(model, dep, eff, fits, source)
+    ffn, prov_f, fit_f = _ffn_curve(model, dep, eff, fits, source, routing)
     comm, binding, prov_c, fit_c = _comm_curve(model, dep, eff, fits, source)
     used = {role: e for role, e in (("attention", fit_a), ("ffn", fit_f), ("comm", fit_c))
             if e is not None}
     return BundleCurves(model=model, deployment=dep, attention=attention, ffn=ffn, comm=comm,
                         comm_binding=binding,
                         provenance={"attention": prov_a, "ffn": prov_f, "comm": prov_c},
-                        fits=used)
+                        fits=used, routing=routing)
 
 
 @dataclass(frozen=True)
@@ -485,9 +534,20 @@ def _linear_comm(curves: BundleCurves, batch: int, ratio: float,
     return max(alpha_c, 0.0), max(beta_c, 0.0)
 
 
+def _linearization_objective(objective, gpus: InstanceGPUs) -> Objective:
+    """The objective whose best ratio of the curves sets the linearization point."""
+    if isinstance(objective, Objective):
+        if objective.gpus is None and objective.kind != "gpu":
+            return Objective(kind=objective.kind, prices=objective.prices, gpus=gpus)
+        return objective
+    kind = check_choice("objective", objective, ("instance", "gpu"))
+    return Objective(kind=kind, gpus=gpus)
+
+
 def build_preset(model: str | ModelSpec, hardware: str, *, batch: int | None = None,
                  theta: float | None = None, ratio: float | None = None,
-                 comm_scales_with: str | None = None, **kwargs) -> PresetResult:
+                 comm_scales_with: str | None = None, objective: str | Objective = "instance",
+                 **kwargs) -> PresetResult:
     """Curves of a preset bundle and their linearization at an operating point.
 
     Parameters
@@ -503,12 +563,16 @@ def build_preset(model: str | ModelSpec, hardware: str, *, batch: int | None = N
         batches ``[max(1, r/2) B, 2 r B]``, the upper end doubled until the FFN time rises by
         :data:`FFN_RISE` across the interval, so a plateau does not give a flat line).
         Default: the best integer ratio in 1..:data:`MAX_DEFAULT_RATIO` of the non-linear
-        mean-field throughput per instance -- where the closed-form rule will land.
+        mean-field ``objective`` -- where the closed-form rule will land.
     comm_scales_with : {"B", "rB"}, optional
         Force the communication scaling (default: whichever traffic binds at the ratio).
+    objective : {"instance", "gpu"} or Objective
+        The objective whose best ratio of the curves is the default linearization point:
+        tokens/s per instance (default), per GPU of the preset's instances, or an
+        :class:`~afdlib.model.Objective` (its GPU counts filled in from the preset).
     **kwargs
         Passed to :func:`bundle_curves` (``source``, ``efficiency``, ``attention_gpus``,
-        ``ffn_gpus``, ``attention_parallel``, ``link``, ``reserve``).
+        ``ffn_gpus``, ``attention_parallel``, ``link``, ``reserve``, ``routing``).
 
     Returns
     -------
@@ -521,8 +585,10 @@ def build_preset(model: str | ModelSpec, hardware: str, *, batch: int | None = N
         ratio = check_number("ratio", ratio, minimum=0.0, strict=True)
     curves = bundle_curves(model, hardware, batch=batch, theta=theta, **kwargs)
     if ratio is None:
+        goal = _linearization_objective(objective, curves.gpus)
         best, _ = best_integer_ratio(
-            lambda r: curves.throughput(batch=batch, theta=theta, ratio=r), MAX_DEFAULT_RATIO)
+            lambda r: curves.throughput(batch=batch, theta=theta, ratio=r, objective=goal),
+            MAX_DEFAULT_RATIO)
         ratio = float(best)
     lo, hi = max(1.0, ratio / 2.0) * batch, max(2.0, 2.0 * ratio) * batch
     # a region lying wholly on the weight-streaming plateau would give a flat line (and

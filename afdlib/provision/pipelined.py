@@ -120,8 +120,8 @@ from afdlib.workload import check_workload
 __all__ = [
     "INTERCEPTS", "MAX_MICROBATCHES", "CircuitTable", "circuit_table", "StageTimes",
     "stage_times", "run_sums", "cycle_time", "MicrobatchLaws",
-    "microbatch_load_laws", "expected_cycle_time", "throughput_pipelined", "PipelinedRatio",
-    "pipelined_ratio",
+    "microbatch_load_laws", "gaussian_microbatch_laws", "mean_load_cycle_time",
+    "expected_cycle_time", "throughput_pipelined", "PipelinedRatio", "pipelined_ratio",
 ]
 
 #: Largest number of microbatches whose circuits are enumerated (3231 classes for 6).
@@ -459,6 +459,89 @@ def microbatch_load_laws(workload, batch: int, *, microbatches: int,
     for s in set(sizes):
         cache[s] = worker_load_law(workload, s, bins=bins)
     return MicrobatchLaws(b, m, sizes, tuple(cache[s] for s in sizes))
+
+
+def gaussian_microbatch_laws(point: OperatingPoint, *, microbatches: int,
+                             bins: int = 2048) -> MicrobatchLaws:
+    """Normal laws of the microbatch loads: the barrier model's approximation.
+
+    Microbatch ``k`` of ``b_k`` independent stationary slots has load mean ``b_k theta``
+    and standard deviation ``sqrt(b_k) sigma``; its law is the normal one with these
+    moments, discretized on ``bins`` points over ``mean +- 8 sd`` (cut at 0 tokens, the
+    mass below put on the first point). With :func:`expected_cycle_time` this is the
+    pipelined counterpart of the Gaussian barrier, needing only ``theta`` and ``load_std``.
+
+    Parameters
+    ----------
+    point : OperatingPoint
+        Its theta, load_std (tokens) and integer batch ``B >= m`` are used.
+    microbatches : int
+        ``1 <= m <= MAX_MICROBATCHES``.
+    bins : int
+        Grid points of each law, >= 16.
+
+    Returns
+    -------
+    MicrobatchLaws
+    """
+    from scipy import stats
+
+    point = check_point(point)
+    b = point.integer_batch()
+    m = _check_m(microbatches)
+    _check_fits(m, b)
+    bins = check_int("bins", bins, minimum=16)
+    sizes = tuple(int(x) for x in microbatch_sizes(b, m))
+    laws = {}
+    for size in set(sizes):
+        mean, sd = size * point.theta, math.sqrt(size) * point.load_std
+        if sd == 0.0:
+            laws[size] = WorkerLoadLaw(size, 1.0, mean, np.ones(1), mean, 0.0)
+            continue
+        lo = max(0.0, mean - 8.0 * sd)
+        step = (mean + 8.0 * sd - lo) / (bins - 1)
+        grid = lo + step * np.arange(bins)
+        cdf = stats.norm.cdf((grid + step / 2 - mean) / sd)
+        cdf[-1] = 1.0
+        pmf = np.diff(cdf, prepend=0.0)
+        laws[size] = WorkerLoadLaw(size, float(step), float(lo), pmf, float(pmf @ grid),
+                                   float(sd))
+    return MicrobatchLaws(b, m, sizes, tuple(laws[s] for s in sizes))
+
+
+def mean_load_cycle_time(point: OperatingPoint, ratio, *, microbatches: int,
+                         intercepts: str = "per_microbatch") -> np.ndarray:
+    """Cycle time (s) with every microbatch at its mean load ``b_k theta``: the pipelined
+    counterpart of the mean-field step time (exact for frozen loads, :func:`cycle_time`).
+
+    Parameters
+    ----------
+    point : OperatingPoint
+        Coefficients, theta (tokens) and an integer batch ``B >= m``.
+    ratio : array_like of int
+        Attention workers per FFN worker, each >= 1.
+    microbatches : int
+        ``1 <= m <= MAX_MICROBATCHES``.
+    intercepts : {"per_microbatch", "per_step"}
+
+    Returns
+    -------
+    ndarray
+        Cycle time (s), shape of ``ratio``.
+    """
+    point = check_point(point)
+    b = point.integer_batch()
+    m = _check_m(microbatches)
+    intercepts = _check_intercepts(intercepts)
+    r = _check_ratios(ratio)
+    out = np.empty(r.size)
+    for i, rr in enumerate(r.ravel().astype(np.int64)):
+        times = stage_times(point.coeffs, ratio=int(rr), batch=b, microbatches=m,
+                            intercepts=intercepts)
+        loads = np.asarray(times.sizes, dtype=float) * point.theta
+        # workers are identical at their mean, so one worker stands for all r
+        out[i] = float(cycle_time(times.attention(loads)[None, :], times.comm, times.ffn))
+    return out.reshape(r.shape)
 
 
 def _as_laws(workload, batch: int, microbatches: int) -> MicrobatchLaws:

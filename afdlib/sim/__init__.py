@@ -13,18 +13,32 @@ Two engines over the same workload and step-time inputs:
   Attention worker, in which attention, communication and FFN are separate resources.
 
 :func:`simulate` picks an engine by name, :func:`sweep` runs one over a range of
-ratios (common random numbers, optional progress bar), :func:`replicate` pools
-independent runs, and :func:`simulate_reference` is a deliberately plain per-step loop
-over slots, kept as an independent check and as the benchmark's baseline.
+ratios (common random numbers, optional progress bar) and finds the ratios statistically
+indistinguishable from the best (:mod:`afdlib.sim.compare`), :func:`replicate` pools
+independent runs, :func:`simulate_finite_trace` serves a finite trace once and measures
+until 80% of it completes (:mod:`afdlib.sim.finite`), and :func:`simulate_reference` is a
+deliberately plain per-step loop over slots, kept as an independent check and as the
+benchmark's baseline.
 
 Cost and memory: the step engine does ``O(requests + r * steps)`` work, about
-``r * B * steps / E[D]`` requests, and holds ``O(r * B + r * steps)`` numbers (per-step,
-per-worker loads; never per-step, per-slot state). The pipelined engine adds a Python
-loop over steps and holds ``O(r * m * steps)`` numbers for ``m`` microbatches.
+``r * B * steps / E[D]`` requests (replay: in rounds of several steps each), and its
+memory does not grow with the run: load paths come in chunks of steps
+(:class:`LoadStream`), and the statistics are bounded summaries
+(:mod:`afdlib.sim.streaming`: batch means over at most 2^18 micro-batches, a histogram for
+the step-time quantiles). Per-step records are kept only when asked for, in memory
+(``record=True``) or written chunk by chunk (``record_to=``, :mod:`afdlib.sim.records`).
+The pipelined engine adds a Python loop over steps.
 """
 
 from afdlib.sim.bundle import INITS, Bundle, RunOptions, check_run, worker_seeds
-from afdlib.sim.loads import LoadPath, load_path
+from afdlib.sim.compare import Screening, paired_batches, screen_to_the_best
+from afdlib.sim.finite import (
+    FiniteSweep,
+    FiniteTraceResult,
+    simulate_finite_trace,
+    sweep_finite_trace,
+)
+from afdlib.sim.loads import LoadChunk, LoadPath, LoadStream, load_path
 from afdlib.sim.pipeline import INTERCEPTS, simulate_pipeline
 from afdlib.sim.reference import simulate_reference
 from afdlib.sim.results import (
@@ -40,6 +54,7 @@ from afdlib.sim.sweep import (
     ENGINES,
     Replications,
     SweepResult,
+    compare_ratios,
     replicate,
     simulate,
     sweep,
@@ -57,7 +72,9 @@ __all__ = [
     "INITS",
     "INTERCEPTS",
     "ENGINES",
+    "LoadChunk",
     "LoadPath",
+    "LoadStream",
     "load_path",
     "SimResult",
     "StepRecords",
@@ -71,4 +88,12 @@ __all__ = [
     "simulate_reference",
     "simulate_step",
     "sweep",
+    "compare_ratios",
+    "Screening",
+    "paired_batches",
+    "screen_to_the_best",
+    "FiniteSweep",
+    "FiniteTraceResult",
+    "simulate_finite_trace",
+    "sweep_finite_trace",
 ]

@@ -92,6 +92,12 @@ class Bundle:
         """Throughput per instance, ``r B / ((r + 1) E[tau])`` (tokens/s per instance)."""
         return PER_INSTANCE.throughput(self.ratio, self.batch, mean_step_time)
 
+    def throughput_per_gpu(self, mean_step_time):
+        """Throughput per GPU, ``r B / ((r g_A + g_F) E[tau])`` (tokens/s per GPU), where
+        the objective knows the GPU counts of the instances; else None
+        (:meth:`afdlib.model.Objective.throughput_per_gpu` computes it)."""
+        return self.objective.throughput_per_gpu(self.ratio, self.batch, mean_step_time)
+
 
 @dataclass(frozen=True)
 class RunOptions:

@@ -13,27 +13,41 @@ and the whole path needs one entry per *request* (its start step and jump) inste
 one update per slot and step. The entries are scatter-added into a ``(groups, steps)``
 integer array and integrated by a cumulative sum.
 
+Runs longer than :data:`SINGLE_CHUNK_STEPS` are cut into **chunks** of :data:`CHUNK_STEPS`
+steps (:class:`LoadStream`), so that memory does not grow with the run: each chunk carries
+the slots' state (the step at which each slot's next request starts and the context it
+continues from, the requests already dealt that start in a later chunk, the groups' last
+loads) into the next one. A shorter run is a single chunk.
+
 Two ways to feed requests to the slots:
 
 * ``resample``: each slot draws its requests i.i.d. from the workload (a law, or the
-  rows of a trace with replacement). In rounds: every slot short of the horizon gets
-  the next ``k`` requests of its worker's stream, ``k`` fixed by the run and the
-  workload (so a worker's path depends on its own seed only, whatever the other
+  rows of a trace with replacement). In rounds: every slot short of the chunk's end gets
+  the next ``k`` requests of its worker's stream, ``k`` fixed by the chunk's length and
+  the workload (so a worker's path depends on its own seed only, whatever the other
   workers do); the blocks of all workers are processed together, slot-major, so that
   one contiguous cumulative sum per slot gives the start steps (see
   :func:`renewal_block`). Trace rows are drawn four to one bounded integer (its
-  base-``n`` digits, :func:`uniform_rows`), the cost that dominates short requests;
+  base-``n`` digits, :func:`uniform_rows`), the cost that dominates short requests. The
+  stream of a run longer than one chunk is dealt chunk by chunk, so it differs from a
+  single pass (as any other seed would);
 * ``replay``: the rows of a trace are handed out in order, each to the slot that frees
-  first (ties to the lower slot index), cycling to the first row when the trace ends.
+  first (ties to the lower slot index), cycling to the first row when the trace ends, or,
+  for a *finite* trace, leaving the slots idle once it is used up. This is sequential by
+  nature (which slot gets row ``i`` depends on when the slots before it freed), so it runs
+  in rounds: the slots' freeing events are kept sorted, and a round hands out rows to
+  the longest prefix of them that no request handed out in the same round can precede
+  (a round typically covers several steps; see ``_Replay``).
 
-Memory is ``O(slots + steps * groups)``: request blocks are capped at that size and
-their work arrays are reused.
+Memory is ``O(slots + SINGLE_CHUNK_STEPS * groups)``: request blocks are capped at that size
+and their work arrays are reused.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,8 +56,16 @@ from afdlib.errors import AfdInputError
 from afdlib.sim.bundle import check_int, check_workload
 from afdlib.workload import JointLengths, sample_stationary_slots
 
-__all__ = ["LoadPath", "load_path", "release_work_arrays", "renewal_block", "row_digits",
-           "uniform_rows"]
+__all__ = ["CHUNK_STEPS", "SINGLE_CHUNK_STEPS", "LoadChunk", "LoadPath", "LoadStream", "load_path",
+           "release_work_arrays", "renewal_block", "row_digits", "uniform_rows"]
+
+#: A run of at most this many steps is one chunk (:class:`LoadStream`): its requests are
+#: dealt as in a single pass over the run ...
+SINGLE_CHUNK_STEPS = 1 << 18
+#: ... and a longer run goes in chunks of this many steps. Neither depends on the number
+#: of workers (the dealing of requests depends on the chunks, and common random numbers
+#: need the first workers' paths to be the same at every ratio).
+CHUNK_STEPS = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +88,39 @@ class LoadPath:
     loads: np.ndarray
     group_sizes: np.ndarray
     requests: int
+
+
+@dataclass(frozen=True, eq=False)
+class LoadChunk:
+    """The loads of a chunk of consecutive steps (see :class:`LoadStream`).
+
+    The arrays are work arrays of the stream: they are valid until the next chunk is
+    requested (or, for the last chunk, until the next stream starts in this thread);
+    copy what you keep.
+
+    Attributes
+    ----------
+    first : int
+        Step of column 0.
+    loads : ndarray of int64, shape (groups, steps)
+        Cached tokens each group of slots reads at each step (tokens).
+    active : ndarray of int64, shape (groups, steps), or None
+        Slots of each group holding a request at each step (finite traces only; otherwise
+        every slot always holds one).
+    freed : ndarray of int64, shape (steps,), or None
+        Slots freed at each step (finite traces only): requests whose last decode step was
+        the step before (a slot freed at step 0 of the run finished nothing).
+    """
+
+    first: int
+    loads: np.ndarray
+    active: np.ndarray | None = None
+    freed: np.ndarray | None = None
+
+    @property
+    def steps(self) -> int:
+        """Steps in the chunk."""
+        return int(self.loads.shape[1])
 
 
 def renewal_block(first, prompt, decode, jump, when=None):
@@ -200,9 +255,13 @@ def _initial_state(workload, seeds, batch, init):
     return rngs, np.concatenate(ctx), np.concatenate(rem)
 
 
-def load_path(workload, seeds, batch: int, steps: int, *, slot_group=None,
-              init: str = "stationary", replay: bool = False) -> LoadPath:
-    """Exact per-step token loads of ``len(seeds)`` workers of ``batch`` slots.
+class LoadStream:
+    """Exact per-step token loads of ``len(seeds)`` workers of ``batch`` slots, in chunks.
+
+    Iterating yields one :class:`LoadChunk` per chunk of consecutive steps, in order: the
+    whole run if it has at most :data:`SINGLE_CHUNK_STEPS` steps, else chunks of
+    :data:`CHUNK_STEPS`; memory does not grow with the run. A stream can be iterated
+    once.
 
     Parameters
     ----------
@@ -215,9 +274,9 @@ def load_path(workload, seeds, batch: int, steps: int, *, slot_group=None,
         Slots per worker.
     steps : int
         Steps to simulate.
-    slot_group : ndarray of int, shape (batch,), optional
+    slot_group : array_like of int, shape (batch,), optional
         Group of each slot *within a worker* (e.g. its microbatch), ``0 .. m-1``; the
-        result then has ``len(seeds) * m`` groups, group ``w*m + k``. Default: one
+        stream then has ``len(seeds) * m`` groups, group ``w*m + k``. Default: one
         group per worker.
     init : {"stationary", "cold"}
         Stationary: each slot holds a length-biased request at a uniform position.
@@ -226,60 +285,140 @@ def load_path(workload, seeds, batch: int, steps: int, *, slot_group=None,
     replay : bool
         Hand out the rows of a trace (``JointLengths``) in order instead of drawing
         them i.i.d.
+    finite : bool
+        With ``replay`` and ``init="cold"``: the trace is a finite set of requests, handed
+        out once; a slot that frees after the last row has been handed out stays idle
+        (the chunks then carry ``active`` and ``freed``).
+    chunk_steps : int, optional
+        Steps per chunk instead of the default. With ``resample`` the dealing of requests
+        depends on the chunks (not with ``replay``).
+
+    Attributes
+    ----------
+    group_sizes : ndarray of int64, shape (groups,)
+        Slots per group.
+    requests : int
+        Requests started so far (renewals), not counting those in the slots at step 0:
+        after the last chunk, those started during the run.
+    """
+
+    def __init__(self, workload, seeds, batch: int, steps: int, *, slot_group=None,
+                 init: str = "stationary", replay: bool = False, finite: bool = False,
+                 chunk_steps: int | None = None) -> None:
+        self.workload = check_workload(workload)
+        self.batch = check_int("batch B", batch, minimum=1)
+        self.steps = check_int("steps", steps, minimum=1)
+        self.seeds = list(seeds)
+        n_workers = len(self.seeds)
+        if n_workers < 1:
+            raise AfdInputError("load_path needs at least one worker seed")
+        if slot_group is None:
+            slot_group = np.zeros(self.batch, dtype=np.int64)
+        slot_group = np.asarray(slot_group, dtype=np.int64)
+        if slot_group.shape != (self.batch,) or slot_group.min() < 0:
+            raise AfdInputError("slot_group must give a group >= 0 for each of the batch "
+                                "slots")
+        per_worker = int(slot_group.max()) + 1
+        self.groups = n_workers * per_worker
+        self.group_of = (np.arange(n_workers)[:, None] * per_worker
+                         + slot_group[None, :]).ravel()
+        self.group_sizes = np.bincount(self.group_of, minlength=self.groups).astype(np.int64)
+        if replay and not isinstance(self.workload, JointLengths):
+            raise AfdInputError("replay needs a trace (rows of requests), not length laws",
+                                parameter="replay")
+        if finite and not (replay and init == "cold"):
+            raise AfdInputError("a finite trace is replayed from a cold start (replay=True, "
+                                "init='cold')", parameter="finite")
+        self.init, self.replay, self.finite = init, bool(replay), bool(finite)
+        if chunk_steps is None:
+            chunk_steps = self.steps if self.steps <= SINGLE_CHUNK_STEPS else CHUNK_STEPS
+        self.chunk_steps = check_int("chunk_steps", chunk_steps, minimum=1)
+        self.requests = 0
+        self._started = False
+
+    def __iter__(self) -> Iterator[LoadChunk]:
+        if self._started:
+            raise AfdInputError("a LoadStream can be iterated once")
+        self._started = True
+        return self._chunks()
+
+    def _chunks(self) -> Iterator[LoadChunk]:
+        workload, batch, steps = self.workload, self.batch, self.steps
+        rngs, ctx0, rem0 = _initial_state(workload, self.seeds, batch, self.init)
+        offset = 0
+        live = None  # slots holding a request at step 0 (finite traces)
+        if self.replay and self.init == "cold":
+            n = len(workload)
+            rows = np.arange(ctx0.size)
+            live = rows < n if self.finite else None
+            rows = rows % n
+            ctx0, rem0 = workload.prompt[rows].copy(), workload.decode[rows].copy()
+            offset = ctx0.size % n
+            if self.finite:
+                ctx0[~live], rem0[~live] = 0, 0
+                offset = min(ctx0.size, n)
+        if self.replay:
+            dealer = _Replay(workload, self.group_of, ctx0, rem0, offset, steps, live)
+            buffers = _Buffers(np.int64)
+        else:
+            source = _request_source(workload, int(self.group_sizes.max()), ctx0, rem0)
+            dealer = _Resample(source, workload, rngs, batch, self.group_of, ctx0, rem0)
+            buffers = _Buffers(source.dtype)
+        groups, sizes = self.groups, self.group_sizes
+        active = None
+        if self.finite:
+            active = np.bincount(self.group_of, weights=live, minlength=groups).astype(np.int64)
+        last = np.bincount(self.group_of, weights=ctx0, minlength=groups).astype(np.int64)
+        try:
+            for c0 in range(0, steps, self.chunk_steps):
+                c1 = min(steps, c0 + self.chunk_steps)
+                width = c1 - c0
+                cells, idle, freed = dealer.chunk(c0, c1, c1 == steps, buffers)
+                self.requests = dealer.count
+                cells = cells[:, :width]
+                # T_g(s) = T_g(s-1) + (slots of g holding a request at s-1) + jumps_g(s):
+                # integers, so the cumulative sum is exact
+                if self.finite:
+                    np.cumsum(idle, axis=1, out=idle)
+                    idle += active[:, None]  # now: active slots at each step
+                    grow = idle
+                    cells[:, 1:] += grow[:, :-1]
+                    prev = active
+                    active = grow[:, -1].copy()
+                else:
+                    grow = None
+                    cells[:, 1:] += sizes[:, None].astype(cells.dtype)
+                    prev = sizes
+                if c0 == 0:
+                    cells[:, 0] = last
+                else:
+                    cells[:, 0] += (last + prev).astype(cells.dtype)
+                loads = buffers.get("loads", groups * width, np.int64).reshape(groups, width)
+                np.cumsum(cells, axis=1, dtype=np.int64, out=loads)
+                last = loads[:, -1].copy()
+                yield LoadChunk(c0, loads, grow, freed)
+        finally:
+            buffers.release()
+
+
+def load_path(workload, seeds, batch: int, steps: int, *, slot_group=None,
+              init: str = "stationary", replay: bool = False, finite: bool = False,
+              chunk_steps: int | None = None) -> LoadPath:
+    """Exact per-step token loads of ``len(seeds)`` workers of ``batch`` slots.
+
+    The whole path in memory (``O(groups * steps)``); :class:`LoadStream` gives it in
+    chunks of bounded memory. The parameters are those of :class:`LoadStream`.
 
     Returns
     -------
     LoadPath
     """
-    workload = check_workload(workload)
-    batch = check_int("batch B", batch, minimum=1)
-    steps = check_int("steps", steps, minimum=1)
-    n_workers = len(seeds)
-    if n_workers < 1:
-        raise AfdInputError("load_path needs at least one worker seed")
-    if slot_group is None:
-        slot_group = np.zeros(batch, dtype=np.int64)
-    slot_group = np.asarray(slot_group, dtype=np.int64)
-    if slot_group.shape != (batch,) or slot_group.min() < 0:
-        raise AfdInputError("slot_group must give a group >= 0 for each of the batch slots")
-    per_worker = int(slot_group.max()) + 1
-    groups = n_workers * per_worker
-    group_of = (np.arange(n_workers)[:, None] * per_worker + slot_group[None, :]).ravel()
-    sizes = np.bincount(group_of, minlength=groups).astype(np.int64)
-    if replay and not isinstance(workload, JointLengths):
-        raise AfdInputError("replay needs a trace (rows of requests), not length laws")
-
-    rngs, ctx0, rem0 = _initial_state(workload, seeds, batch, init)
-    offset = 0
-    if replay and init == "cold":
-        rows = np.arange(ctx0.size) % len(workload)
-        ctx0, rem0 = workload.prompt[rows].copy(), workload.decode[rows].copy()
-        offset = ctx0.size % len(workload)
-
-    # row g holds group g's jumps at steps 0 .. steps-1, then as many columns again
-    # that collect the requests starting at or after the horizon (discarded), so that
-    # a round of requests rarely needs clamping; integers, so the scatter-adds are exact
-    # and fast
-    width = 2 * steps + 1
-    row_of = group_of * width
-    source = None if replay else _request_source(workload, int(sizes.max()), ctx0, rem0)
-    buffers = _Buffers(np.int64 if replay else source.dtype)
-    jumps = buffers.get("cells", groups * width)
-    jumps[:] = 0
-    if replay:
-        count = _replay_entries(workload, ctx0, rem0, row_of, steps, jumps, offset)
-    else:
-        count = _resample_entries(source, workload, rngs, batch, ctx0, rem0, row_of, steps,
-                                  width, jumps, buffers)
-    # T_g(s) = T_g(0) + sum_{1 <= u <= s} (b_g + jump_g(u)): one cumulative sum in
-    # integers (fast and exact), then the loads as floats
-    jumps = jumps.reshape(groups, width)[:, :steps]
-    jumps[:, 1:] += sizes[:, None].astype(jumps.dtype)
-    jumps[:, 0] = np.bincount(group_of, weights=ctx0, minlength=groups)
-    loads = buffers.get("loads", groups * steps, np.int64).reshape(groups, steps)
-    np.cumsum(jumps, axis=1, dtype=np.int64, out=loads)
-    loads = loads.astype(np.float64)
-    return LoadPath(loads, sizes, count)
+    stream = LoadStream(workload, seeds, batch, steps, slot_group=slot_group, init=init,
+                        replay=replay, finite=finite, chunk_steps=chunk_steps)
+    loads = np.empty((stream.groups, stream.steps), dtype=np.float64)
+    for chunk in stream:
+        loads[:, chunk.first:chunk.first + chunk.steps] = chunk.loads
+    return LoadPath(loads, stream.group_sizes, stream.requests)
 
 
 def _decode_moments(workload) -> tuple[float, float]:
@@ -289,8 +428,8 @@ def _decode_moments(workload) -> tuple[float, float]:
     return float(workload.decode.mean), float(workload.decode.variance)
 
 
-#: Requests per slot and round, ``k``: those expected over the whole run plus this many
-#: standard deviations of the renewal count (slots still short of the horizon get
+#: Requests per slot and round, ``k``: those expected over the whole chunk plus this many
+#: standard deviations of the renewal count (slots still short of the chunk's end get
 #: another round) ...
 ROUND_SPREAD = 1.0
 #: ... but ``B * k`` at most this many per worker (the arrays of a round stay near the
@@ -307,6 +446,13 @@ KEEP_BYTES = 1 << 24
 _kept = threading.local()
 
 
+def _pool() -> dict:
+    arrays = getattr(_kept, "arrays", None)
+    if arrays is None:
+        arrays = _kept.arrays = {}
+    return arrays
+
+
 def release_work_arrays() -> int:
     """Drop the work arrays this thread keeps between calls of :func:`load_path`.
 
@@ -315,32 +461,39 @@ def release_work_arrays() -> int:
     int
         Bytes released (at most a few times ``KEEP_BYTES`` per thread).
     """
-    arrays = getattr(_kept, "arrays", None) or {}
+    arrays = _pool()
     released = sum(a.nbytes for a in arrays.values())
     _kept.arrays = {}
     return released
 
 
 class _Buffers:
-    """Work arrays reused across rounds and (per thread) calls."""
+    """Work arrays of one stream: taken from this thread's pool (so that two streams in
+    one thread never share them) and given back to it when the stream ends."""
 
     def __init__(self, dtype):
         self.dtype = dtype
-        arrays = getattr(_kept, "arrays", None)
-        if arrays is None:
-            arrays = _kept.arrays = {}
-        self._arrays = arrays
+        self._own: dict = {}
 
     def get(self, name, size, dtype=None):
         """A work array of ``size`` elements (contents undefined)."""
         dtype = np.dtype(self.dtype if dtype is None else dtype)
         key = (name, dtype.char)
-        arr = self._arrays.get(key)
+        arr = self._own.get(key)
+        if arr is None:
+            arr = _pool().pop(key, None)
         if arr is None or arr.size < size:
             arr = np.empty(size, dtype=dtype)
-            if arr.nbytes <= KEEP_BYTES:
-                self._arrays[key] = arr
+        self._own[key] = arr
         return arr[:size]
+
+    def release(self) -> None:
+        """Give the arrays of at most ``KEEP_BYTES`` back to the thread's pool."""
+        pool = _pool()
+        for key, arr in self._own.items():
+            if arr.nbytes <= KEEP_BYTES and (key not in pool or pool[key].size < arr.size):
+                pool[key] = arr
+        self._own = {}
 
 
 class _TraceRows:
@@ -435,9 +588,9 @@ def _request_source(workload, group_max, ctx0, rem0):
 
 
 def _round_length(steps, batch, moments, digits) -> int:
-    """Requests per slot and round (a multiple of ``digits``).
+    """Requests per slot and round (a multiple of ``digits``) in a chunk of ``steps``.
 
-    It depends on the run and the workload only, not on the state nor on the number of
+    It depends on the chunk and the workload only, not on the state nor on the number of
     workers, so that each worker's path depends on its own stream only.
     """
     mean_d, var_d = moments
@@ -447,36 +600,86 @@ def _round_length(steps, batch, moments, digits) -> int:
     return max(digits, k - k % digits)
 
 
-def _resample_entries(source, workload, rngs, batch, ctx0, rem0, row_of, steps, width, out,
-                      buffers) -> int:
-    """Accumulate the jumps of i.i.d. requests into ``out`` (flat, rows of ``width``).
+class _Resample:
+    """The jumps of i.i.d. requests, chunk after chunk.
 
-    In rounds: every slot still short of the horizon gets ``k`` fresh requests from its
-    worker's own stream (all workers' blocks are then processed together). Returns the
-    requests started at steps ``1 .. steps - 1``.
+    In rounds: every slot still short of the chunk's end gets ``k`` fresh requests from
+    its worker's own stream (all workers' blocks are then processed together). The
+    requests of a block that start after the chunk are kept for the chunks they start in.
     """
-    k = _round_length(steps, batch, _decode_moments(workload), source.digits)
-    start = rem0.copy()  # step at which each slot's next request starts
-    base = ctx0 + rem0  # context its previous request would reach there
-    count = int(np.count_nonzero(start < steps))  # the requests after the initial ones
-    edges = np.arange(len(rngs) + 1) * batch
-    while True:
-        act = np.flatnonzero(start < steps)
-        if act.size == 0:
-            return count
-        a = act.size
-        counts = np.diff(np.searchsorted(act, edges)).tolist()
-        first, offset = start[act], row_of[act]
-        prompt, decode = source.draw(rngs, counts, k, buffers)
-        # request 0 of slot i starts at first[i], jumping from base[i] to its prompt
-        np.add.at(out, offset + first, (prompt[:, 0] - base[act]).astype(out.dtype))
-        base[act] = prompt[:, -1] + decode[:, -1]
-        jump = buffers.get("jump", a * k)
-        when = renewal_block(first + offset, prompt, decode, jump.reshape(a, k),
-                             buffers.get("when", a * k, np.int64).reshape(a, k))
-        start[act] = when[:, -1] - offset
-        count += _count_and_clamp(when, offset + steps, offset + width)
-        np.add.at(out, when.reshape(-1), jump)
+
+    def __init__(self, source, workload, rngs, batch, group_of, ctx0, rem0):
+        self.source, self.rngs, self.batch = source, rngs, batch
+        self.moments = _decode_moments(workload)
+        self.group_of = group_of
+        self.groups = int(group_of.max()) + 1
+        self.start = rem0.copy()  # step at which each slot's next request starts
+        self.base = ctx0 + rem0  # context its previous request would reach there
+        self.edges = np.arange(len(rngs) + 1) * batch
+        self.count = 0  # requests started at steps 1 .. so far
+        self._pending: list = []  # (step, group, jump) of dealt requests starting later
+
+    def chunk(self, c0, c1, last, buffers):
+        """Jumps of steps ``c0 .. c1 - 1``: ``(cells, None, None)``, ``cells`` of shape
+        ``(groups, 2 (c1 - c0) + 1)`` (the columns from ``c1 - c0`` on are discarded)."""
+        steps = c1 - c0
+        # row g holds group g's jumps at the chunk's steps, then as many columns again
+        # that collect the requests starting at or after its end (discarded), so that a
+        # round of requests rarely needs clamping; integers, so the scatter-adds are
+        # exact and fast
+        width = 2 * steps + 1
+        out = buffers.get("cells", self.groups * width)
+        out[:] = 0
+        row_of = self.group_of * width
+        self._apply_pending(out, width, c0, c1)
+        k = _round_length(steps, self.batch, self.moments, self.source.digits)
+        start, base = self.start, self.base
+        while True:
+            act = np.flatnonzero(start < c1)
+            if act.size == 0:
+                return out.reshape(self.groups, width), None, None
+            a = act.size
+            counts = np.diff(np.searchsorted(act, self.edges)).tolist()
+            first, offset = start[act] - c0, row_of[act]
+            prompt, decode = self.source.draw(self.rngs, counts, k, buffers)
+            # request 0 of slot i starts at first[i], jumping from base[i] to its prompt
+            np.add.at(out, offset + first, (prompt[:, 0] - base[act]).astype(out.dtype))
+            base[act] = prompt[:, -1] + decode[:, -1]
+            jump = buffers.get("jump", a * k).reshape(a, k)
+            when = renewal_block(first + offset, prompt, decode, jump,
+                                 buffers.get("when", a * k, np.int64).reshape(a, k))
+            start[act] = when[:, -1] - offset + c0
+            bound = offset + steps
+            if not last:
+                self._keep(when, jump, bound, act, offset, c0)
+            # the round's first requests, and those of its blocks before the chunk's end
+            lead = int(np.count_nonzero(when[:, -1] < bound))
+            self.count += a - lead + _count_and_clamp(when, bound, offset + width)
+            np.add.at(out, when.reshape(-1), jump.reshape(-1))
+
+    def _keep(self, when, jump, bound, act, offset, c0):
+        """Keep the requests of the blocks that start at or after the chunk's end."""
+        if when.shape[1] < 2:
+            return
+        cross = np.flatnonzero(when[:, -2] >= bound)  # rows are increasing
+        if cross.size == 0:
+            return
+        sub = when[cross, :-1]
+        i, j = np.nonzero(sub >= bound[cross, None])
+        rows = cross[i]
+        self._pending.append((sub[i, j] - offset[rows] + c0, self.group_of[act[rows]],
+                              jump[rows, j].astype(np.int64)))
+
+    def _apply_pending(self, out, width, c0, c1):
+        """Add the kept requests that start in ``c0 .. c1 - 1``; keep the others."""
+        if not self._pending:
+            return
+        step, group, jump = (np.concatenate(x) for x in zip(*self._pending, strict=True))
+        now = step < c1
+        np.add.at(out, group[now] * width + (step[now] - c0), jump[now].astype(out.dtype))
+        self.count += int(np.count_nonzero(now))
+        later = ~now
+        self._pending = [(step[later], group[later], jump[later])] if later.any() else []
 
 
 def _count_and_clamp(ends, bound, limit) -> int:
@@ -506,37 +709,106 @@ def _count_and_clamp(ends, bound, limit) -> int:
     return count
 
 
-def _replay_entries(workload, ctx0, rem0, row_of, steps, out, offset) -> int:
-    """Accumulate the jumps of a trace replayed in order (earliest-free slot first).
 
-    Replay is sequential by nature (which slot gets row i depends on when the slots
-    before it freed), so this walks through the steps at which some slot frees,
-    handing out rows to all slots freeing at that step at once (in slot order).
+
+class _Replay:
+    """The jumps of a trace replayed in order (earliest-free slot first), chunk by chunk.
+
+    The freeing events of the slots are kept as sorted integer keys ``(step << shift) |
+    slot``, so that their order is the order in which rows are handed out (ties to the
+    lower slot). A round takes the first ``m`` events and gives them rows ``R .. R + m -
+    1``; each such row ends at the event's step plus its decode steps, a new event.
+    The first ``K`` events are handed out correctly when no new event of events ``0 ..
+    j - 1`` precedes event ``j`` for every ``j < K``: a prefix-minimum test finds the
+    largest such ``K``. The round hands out those ``K`` rows, merges their new events into
+    the sorted keys, and the next round starts there. A round covers all events up to
+    the first request that ends inside it, often several steps; everything in it is a
+    numpy operation on at most ``r B`` values.
     """
-    prompt, decode = workload.prompt, workload.decode
-    n_rows = prompt.size
-    end = rem0.copy()  # step at which each slot's next request starts
-    base = ctx0 + rem0
-    buf_when = np.empty(max(min(out.size, 1 << 16), end.size), dtype=np.int64)
-    buf_jump = np.empty(buf_when.size, dtype=np.int64)
-    filled = count = 0
-    row = offset
-    t = int(end.min())
-    while t < steps:
-        slots = np.flatnonzero(end == t)
-        k = slots.size
-        rows = np.arange(row, row + k)  # taken modulo n_rows
-        row = (row + k) % n_rows
-        p, d = prompt.take(rows, mode="wrap"), decode.take(rows, mode="wrap")
-        if filled + k > buf_when.size:
-            np.add.at(out, buf_when[:filled], buf_jump[:filled])
-            count += filled
-            filled = 0
-        buf_when[filled:filled + k] = row_of[slots] + t
-        buf_jump[filled:filled + k] = p - base[slots]
-        filled += k
-        base[slots] = p + d
-        end[slots] = t + d
-        t = int(end.min())
-    np.add.at(out, buf_when[:filled], buf_jump[:filled])
-    return count + filled
+
+    def __init__(self, workload, group_of, ctx0, rem0, row, steps, live):
+        prompt = workload.prompt.astype(np.int64)
+        decode = workload.decode.astype(np.int64)
+        self.n, self.slots = int(prompt.size), int(ctx0.size)
+        self.shift = max(1, (self.slots - 1).bit_length())
+        self.mask = (1 << self.shift) - 1
+        horizon = steps + int(decode.max()) + int(rem0.max(initial=0)) + 1
+        if horizon >= 1 << (62 - self.shift):
+            raise AfdInputError(f"replay of {self.slots} slots over {steps} steps is too long "
+                                "for its event keys", parameter="steps")
+        # the rows cycled far enough that a round (at most all slots) never wraps
+        reps = -(-(self.n + self.slots) // self.n) + 1
+        self.prompt = np.tile(prompt, reps)
+        cycled = np.tile(decode, reps)
+        self.decode_key = cycled << self.shift
+        self.reach = self.prompt + cycled
+        self.finite = live is not None
+        keys = (rem0 << self.shift) | np.arange(self.slots)
+        self.pend = np.sort(keys[live] if self.finite else keys)
+        self.base = ctx0 + rem0
+        self.row = int(row)  # next row: modulo n when cycling, absolute for a finite trace
+        self.group_of = group_of
+        self.groups = int(group_of.max()) + 1
+        self.count = 0
+        self._guess = 64
+
+    def chunk(self, c0, c1, last, buffers):
+        """Jumps of steps ``c0 .. c1 - 1``: ``(cells, idle, freed)``, ``cells`` of shape
+        ``(groups, c1 - c0)``; for a finite trace ``idle`` (groups, c1 - c0) holds minus
+        the slots that go idle at each step, ``freed`` the slots freed at each step."""
+        steps = c1 - c0
+        groups, shift, mask = self.groups, self.shift, self.mask
+        out = buffers.get("cells", groups * steps, np.int64)
+        out[:] = 0
+        idle = freed = None
+        if self.finite:
+            idle = buffers.get("idle", groups * steps, np.int64)
+            freed = buffers.get("freed", steps, np.int64)
+            idle[:] = 0
+            freed[:] = 0
+        row_of = self.group_of * steps - c0
+        lim = c1 << shift
+        pend, base, row, guess = self.pend, self.base, self.row, self._guess
+        prompt, reach, decode_key = self.prompt, self.reach, self.decode_key
+        never = np.iinfo(np.int64).max
+        while pend.size:
+            m = min(guess, pend.size)
+            if pend[m - 1] >= lim:
+                m = int(np.searchsorted(pend[:m], lim))
+                if m == 0:
+                    break
+            head = pend[:m]
+            new = head + decode_key[row:row + m]
+            rows = m if not self.finite else min(m, self.n - row)
+            if rows < m:
+                new[rows:] = never  # no row left: these slots go idle, no new event
+            if m > 1:
+                low = np.minimum.accumulate(new)
+                k = 1 + int(np.count_nonzero(low[:-1] > head[1:]))
+            else:
+                k = 1
+            step, slot = head[:k] >> shift, head[:k] & mask
+            cell = row_of[slot] + step
+            took = min(k, rows)
+            if took == k:
+                np.add.at(out, cell, prompt[row:row + k] - base[slot])
+                base[slot] = reach[row:row + k]
+            else:
+                jump = -base[slot]
+                jump[:took] += prompt[row:row + took]
+                np.add.at(out, cell, jump)
+                base[slot[:took]] = reach[row:row + took]
+                base[slot[took:]] = 0
+                np.add.at(idle, cell[took:], -1)
+            if self.finite:
+                np.add.at(freed, step - c0, 1)
+            self.count += took
+            pend = np.concatenate((pend[k:], new[:took]))
+            pend.sort()
+            row += took
+            if not self.finite:
+                row %= self.n
+            guess = 2 * m if k == m else k + k // 2 + 16
+        self.pend, self.row, self._guess = pend, row, guess
+        shape = (groups, steps)
+        return (out.reshape(shape), None if idle is None else idle.reshape(shape), freed)

@@ -33,11 +33,12 @@ import numpy as np
 from afdlib.errors import AfdInputError
 from afdlib.model import INTERCEPTS, intercept_share, microbatch_sizes
 from afdlib.sim.bundle import Bundle, check_run, worker_seeds
-from afdlib.sim.loads import load_path
-from afdlib.sim.results import SimResult, summarize
+from afdlib.sim.loads import LoadStream
+from afdlib.sim.progress import progress_bar
+from afdlib.sim.results import RunAccumulator, SimResult
 from afdlib.validate import check_int
 
-__all__ = ["simulate_pipeline", "pipeline_completion_times", "INTERCEPTS"]
+__all__ = ["simulate_pipeline", "pipeline_completion_times", "PipelineState", "INTERCEPTS"]
 
 
 def _chain(ready, service, last):
@@ -55,7 +56,7 @@ def _chain(ready, service, last):
 SCALAR_PARTS = 48
 
 
-def pipeline_completion_times(attention, comm, ffn) -> np.ndarray:
+def pipeline_completion_times(attention, comm, ffn, *, state=None) -> np.ndarray:
     """Completion time of every step of the microbatch pipeline (exact event dynamics).
 
     Microbatch k of step s is served, in this order, by its worker's attention
@@ -73,6 +74,10 @@ def pipeline_completion_times(attention, comm, ffn) -> np.ndarray:
         Transfer time of each microbatch in each direction (s).
     ffn : sequence of float, length m
         FFN time of each microbatch (s).
+    state : PipelineState, optional
+        When each resource and microbatch is free after the steps before (updated in
+        place): pass the same state to continue a run with its next steps. Default: all
+        free at time 0.
 
     Returns
     -------
@@ -90,19 +95,45 @@ def pipeline_completion_times(attention, comm, ffn) -> np.ndarray:
     ffn = [float(x) for x in ffn]
     if len(comm) != m or len(ffn) != m:
         raise AfdInputError("comm and ffn need one time per microbatch")
+    if state is None:
+        state = PipelineState(r, m)
     if r * m <= SCALAR_PARTS:
-        return np.array(_completion_scalar(attention, comm, ffn), dtype=float)
-    return _completion_vector(attention, comm, ffn)
+        return np.array(_completion_scalar(attention, comm, ffn, state), dtype=float)
+    return _completion_vector(attention, comm, ffn, state)
 
 
-def _completion_scalar(attention, comm, ffn):
+class PipelineState:
+    """When the pipeline's resources and microbatches are free (s), between two calls of
+    :func:`pipeline_completion_times`.
+
+    Parameters
+    ----------
+    ratio, microbatches : int
+        Workers r and microbatches m.
+    """
+
+    def __init__(self, ratio: int, microbatches: int) -> None:
+        self.worker_free = [0.0] * ratio
+        self.back = [0.0] * microbatches  # each microbatch's input back at the workers
+        self.out_free = self.ffn_free = self.back_free = 0.0
+
+    def shift(self, origin: float) -> None:
+        """Measure the times from ``origin`` on (keeps them small over long runs)."""
+        self.worker_free = [x - origin for x in self.worker_free]
+        self.back = [x - origin for x in self.back]
+        self.out_free -= origin
+        self.ffn_free -= origin
+        self.back_free -= origin
+
+
+def _completion_scalar(attention, comm, ffn, state):
     """The recursion on Python floats: attention as nested lists, one step at a time."""
     steps, r, m = attention.shape
     rows = attention.reshape(steps, r * m).tolist()
     done = [0.0] * steps
-    worker_free = [0.0] * r
-    back = [0.0] * m  # when each microbatch's input for the next step is back
-    out_free = ffn_free = back_free = 0.0
+    worker_free = list(state.worker_free)
+    back = list(state.back)  # when each microbatch's input for the next step is back
+    out_free, ffn_free, back_free = state.out_free, state.ffn_free, state.back_free
     ready = [0.0] * m
     for s in range(steps):
         row = rows[s]
@@ -138,17 +169,19 @@ def _completion_scalar(attention, comm, ffn):
             back[k] = t
         back_free = t
         done[s] = t
+    state.worker_free, state.back = worker_free, back
+    state.out_free, state.ffn_free, state.back_free = out_free, ffn_free, back_free
     return done
 
 
-def _completion_vector(attention, comm, ffn):
+def _completion_vector(attention, comm, ffn, state):
     """The recursion vectorized over workers (many parts per step)."""
     steps, r, m = attention.shape
     att = np.ascontiguousarray(attention.transpose(0, 2, 1))  # (steps, m, r)
     done = np.empty(steps)
-    f = np.zeros(r)  # when each worker is free
-    back = [0.0] * m
-    out_free = ffn_free = back_free = 0.0
+    f = np.array(state.worker_free, dtype=float)  # when each worker is free
+    back = list(state.back)
+    out_free, ffn_free, back_free = state.out_free, state.ffn_free, state.back_free
     for s in range(steps):
         a = att[s]
         arrived = []
@@ -163,13 +196,16 @@ def _completion_vector(attention, comm, ffn):
         back = _chain(ffn_done, comm, back_free)
         back_free = back[-1]
         done[s] = back_free
+    state.worker_free, state.back = f.tolist(), list(back)
+    state.out_free, state.ffn_free, state.back_free = out_free, ffn_free, back_free
     return done
 
 
 def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps: int = 20_000,
                       seed=0, init: str = "stationary", replay: bool = False,
                       warmup: int = 0, intercepts: str = "per_microbatch",
-                      record: bool = False, n_batches: int | None = None) -> SimResult:
+                      record: bool = False, n_batches: int | None = None, record_to=None,
+                      progress: bool | None = False, stream=None) -> SimResult:
     """Simulate an rA-1F bundle as a pipeline of microbatches (discrete-event model).
 
     Parameters
@@ -194,10 +230,18 @@ def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps:
         Whether each microbatch pays the full intercepts ``beta_A, beta_C, beta_F`` or
         ``1/m`` of them.
     record : bool
-        Keep per-step records.
+        Keep per-step records in memory.
     n_batches : int or None
         Batches for the batch-means intervals, >= 2; ``None`` (default) chooses them
         from the autocorrelation time.
+    record_to : callable, optional
+        Receives the per-step records chunk by chunk (see
+        :func:`afdlib.sim.simulate_step`).
+    progress : bool or None or ProgressBar
+        Progress bar: True always, None on a terminal, False never (default), or a
+        caller's bar to advance (see :func:`afdlib.sim.simulate_step`).
+    stream : file-like, optional
+        Where the bar goes (default ``sys.stderr``).
 
     Returns
     -------
@@ -212,7 +256,6 @@ def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps:
     """
     run = check_run(workload, bundle, steps=steps, warmup=warmup, init=init, replay=replay,
                     n_batches=n_batches)
-    steps, warmup = run.steps, run.warmup
     m = check_int("microbatches m", microbatches, minimum=2)
     if m > bundle.batch:
         raise AfdInputError(f"microbatches m ({m}) must be <= batch B ({bundle.batch})",
@@ -221,23 +264,25 @@ def simulate_pipeline(workload, bundle: Bundle, *, microbatches: int = 2, steps:
     r, b, c = bundle.ratio, bundle.batch, bundle.coeffs
     sizes = microbatch_sizes(b, m)
     slot_group = np.repeat(np.arange(m), sizes)
-    path = load_path(workload, worker_seeds(seed, r), b, steps, slot_group=slot_group,
-                     init=run.init, replay=run.replay)
-    mb_loads = path.loads  # (r*m, steps), group w*m + k
-    att = c.attention_time(np.ascontiguousarray(mb_loads.T),  # (steps, r*m), C order
-                           intercept_scale=share).reshape(steps, r, m)
+    loads = LoadStream(workload, worker_seeds(seed, r), b, run.steps, slot_group=slot_group,
+                       init=run.init, replay=run.replay)
     t_comm = c.comm_time(batch=sizes, ratio=r, intercept_scale=share).tolist()
     t_ffn = c.ffn_time(batch=sizes, ratio=r, intercept_scale=share).tolist()
-
-    done = pipeline_completion_times(att, t_comm, t_ffn)
-    step_time = np.diff(done, prepend=0.0)
-    worker_att = att.sum(axis=2).T  # (r, steps)
-    loads = mb_loads.reshape(r, m, steps).sum(axis=1)
-    measured = steps - warmup
-    elapsed = float(done[-1] - (done[warmup - 1] if warmup else 0.0))
-    return summarize(
-        engine="pipeline", bundle=bundle, run=run, microbatches=m,
-        step_time=step_time, loads=loads, attention_time=worker_att,
-        attention_busy=float(worker_att[:, warmup:].sum()), comm_busy=sum(t_comm) * measured,
-        ffn_busy=sum(t_ffn) * measured, elapsed=elapsed, requests=path.requests,
-        record=record)
+    state = PipelineState(r, m)
+    acc = RunAccumulator(bundle, run, attention_intercept=m * share * c.beta_A,
+                         record=record, record_to=record_to)
+    with progress_bar(progress, run.steps, stream=stream, label="simulate ") as bar:
+        for chunk in loads:
+            width = chunk.steps
+            mb_loads = chunk.loads  # (r*m, steps), group w*m + k
+            att = c.attention_time(np.ascontiguousarray(mb_loads.T),  # (steps, r*m)
+                                   intercept_scale=share).reshape(width, r, m)
+            done = pipeline_completion_times(att, t_comm, t_ffn, state=state)
+            # the state's times count from the last completion: the next chunk's first
+            # step time is its first completion
+            step_time = np.diff(done, prepend=0.0)
+            state.shift(float(done[-1]))
+            acc.add(chunk.first, step_time, mb_loads.reshape(r, m, width).sum(axis=1))
+            bar.update(width)
+    return acc.result(engine="pipeline", microbatches=m, comm_busy=sum(t_comm),
+                      ffn_busy=sum(t_ffn), requests=loads.requests)

@@ -6,7 +6,7 @@ requests. It shares no code with :mod:`afdlib.sim.loads` (no renewal jumps, no c
 sums) and uses its own single random stream, so agreement between the two is evidence,
 not an identity. Its cost is ``O(r * B)`` per step; the benchmark uses it as the baseline.
 It shares with the engines only the step model (:mod:`afdlib.model`), the run check and the
-summary statistics.
+summary statistics. It holds its whole run in memory (``O(r * steps)``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from afdlib.model import step_time
 from afdlib.sim.bundle import Bundle, check_run
-from afdlib.sim.results import SimResult, summarize
+from afdlib.sim.results import RunAccumulator, SimResult
 from afdlib.workload import sample_stationary_slots
 
 __all__ = ["simulate_reference"]
@@ -90,12 +90,9 @@ def simulate_reference(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
             rem[finished] = d
             requests += k if s + 1 < steps else 0
     t_c, t_f = bundle.comm_time, bundle.ffn_time
-    attention = c.attention_time(loads).T  # (r, steps), workers as rows like the engines
-    tau = step_time(attention.max(axis=0), t_c, t_f)
-    kept = tau[warmup:]
-    measured = kept.size
-    return summarize(
-        engine="reference", bundle=bundle, run=run, microbatches=1, step_time=tau,
-        loads=loads.T, attention_time=attention,
-        attention_busy=float(attention[:, warmup:].sum()), comm_busy=t_c * measured,
-        ffn_busy=t_f * measured, elapsed=float(kept.sum()), requests=requests, record=record)
+    loads = loads.T  # (r, steps), workers as rows like the engines
+    tau = step_time(c.attention_time(loads).max(axis=0), t_c, t_f)
+    acc = RunAccumulator(bundle, run, attention_intercept=c.beta_A, record=record)
+    acc.add(0, tau, loads)
+    return acc.result(engine="reference", microbatches=1, comm_busy=t_c, ffn_busy=t_f,
+                      requests=requests)

@@ -1,12 +1,18 @@
-"""What a simulation reports: throughput with a confidence interval, idle time, barrier.
+"""What a simulation reports: throughput with a confidence interval, idle time, barrier,
+step-time quantiles; and the accumulator that builds the report chunk by chunk.
 
 Confidence intervals come from *batch means*: the measured steps are cut into
 consecutive batches, whose means are nearly independent when a batch is much longer than
 the correlation time of the step time (a few request lifetimes), and a Student-t
 interval is taken over the batch means. By default the number of batches is chosen from
-the estimated autocorrelation time, so that each batch spans at least ten of them. Throughput per instance is a
-decreasing function of the mean step time, so its interval is the image of the step
-time's interval.
+the estimated autocorrelation time, so that each batch spans at least ten of them.
+Throughput is a decreasing function of the mean step time, so its interval is the image
+of the step time's interval (it stays positive).
+
+The engines hand their steps to a :class:`RunAccumulator` one chunk at a time, which keeps
+only bounded summaries (:mod:`afdlib.sim.streaming`): the memory of a run does not grow
+with its length, and per-step records are kept only when asked for (in memory, or passed
+chunk by chunk to a writer, :mod:`afdlib.sim.records`).
 """
 
 from __future__ import annotations
@@ -15,13 +21,28 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import fft as sp_fft
-from scipy import stats
 
 from afdlib.errors import AfdInputError
+from afdlib.sim.streaming import (
+    BatchSeries,
+    LogHistogram,
+    Moments,
+    autocorrelation_time,
+    batch_means,
+)
 
-__all__ = ["SimResult", "StepRecords", "batch_means", "autocorrelation_time", "idle_fraction",
-           "predicted_halfwidth", "summarize"]
+__all__ = ["SimResult", "StepRecords", "RunAccumulator", "batch_means",
+           "autocorrelation_time", "idle_fraction", "predicted_halfwidth", "objective_dict",
+           "COARSE_BATCHES", "MICRO_BATCHES"]
+
+#: Micro-batches a run keeps for its batch means and correlation time (bounded memory:
+#: runs of up to this many measured steps use every step, see
+#: :class:`afdlib.sim.streaming.BatchSeries`).
+MICRO_BATCHES = 1 << 18
+
+#: Batch means a :class:`SimResult` keeps (:attr:`SimResult.batch_step_times`), enough to
+#: form the paired batch-means intervals of a sweep.
+COARSE_BATCHES = 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +111,25 @@ class SimResult:
         Requests started during the run.
     records : StepRecords or None
         Per-step records when asked for.
+    step_time_p50, step_time_p99 : float
+        Median and 99th percentile of the step time over the measured steps (s): the
+        order statistics ``x_(ceil(q n))`` within a relative error of
+        ``step_time_quantile_rtol``.
+    step_time_quantile_rtol : float
+        Bound on the quantiles' relative error (half a bin of the histogram).
+    step_time_correlation : float
+        Integrated autocorrelation time of the step time (steps); NaN when too few steps.
+    objective : str
+        The objective's kind (``"instance"``, ``"gpu"`` or ``"price"``).
+    throughput_per_gpu : float or None
+        ``r B / ((r g_A + g_F) E[tau])`` (tokens/s per GPU) where the bundle's objective
+        knows the GPU counts, else None.
+    batch_step_times : ndarray
+        Means of consecutive equal runs of measured steps, oldest first (at most
+        :data:`COARSE_BATCHES`; the oldest remainder left out): runs of equal length and
+        seed at different ratios have the same runs, for paired comparisons (s).
+    batch_steps : int
+        Steps per entry of ``batch_step_times``.
     """
 
     engine: str
@@ -115,6 +155,14 @@ class SimResult:
     load_std: float
     requests: int
     records: StepRecords | None = field(default=None, repr=False)
+    step_time_p50: float = math.nan
+    step_time_p99: float = math.nan
+    step_time_quantile_rtol: float = math.nan
+    step_time_correlation: float = math.nan
+    objective: str = "price"
+    throughput_per_gpu: float | None = None
+    batch_step_times: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    batch_steps: int = 0
 
     @property
     def measured_steps(self) -> int:
@@ -146,91 +194,14 @@ class SimResult:
         return int(math.ceil(self.measured_steps * (current / relative_halfwidth) ** 2))
 
     def to_dict(self) -> dict:
-        """The JSON-ready summary (without the per-step records)."""
-        out = {k: v for k, v in asdict(self).items() if k != "records"}
+        """The JSON-ready summary (without the per-step records and batch means)."""
+        skip = ("records", "batch_step_times")
+        out = {k: v for k, v in asdict(self).items() if k not in skip}
         out["measured_steps"] = self.measured_steps
         out["step_time_ci95"] = list(self.step_time_ci95)
         out["throughput_ci95"] = list(self.throughput_ci95)
         out["objective_ci95"] = list(self.objective_ci95)
         return out
-
-
-def batch_means(x, n_batches: int | None = None,
-                confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean of a stationary series and a batch-means confidence interval.
-
-    Parameters
-    ----------
-    x : array_like, shape (n,)
-        The series (e.g. step times, s).
-    n_batches : int or None
-        Number of consecutive batches, >= 2. ``None`` (default) picks it from the data:
-        batches at least ten integrated autocorrelation times long (see
-        :func:`autocorrelation_time`), and between 5 and 20 of them, so that batch means
-        are nearly independent. With fewer than ``2 * n_batches`` observations the
-        interval is NaN.
-    confidence : float
-        Level of the interval.
-
-    Returns
-    -------
-    mean, lo, hi : float
-        The overall mean and the interval's ends.
-    """
-    x = np.asarray(x, dtype=float)
-    mean = float(x.mean())
-    if n_batches is None:
-        if x.size < 10:
-            return mean, math.nan, math.nan
-        tau = autocorrelation_time(x)
-        n_batches = int(min(MAX_BATCHES, max(MIN_BATCHES, x.size // (10.0 * tau))))
-    if n_batches < 2 or x.size < 2 * n_batches:
-        return mean, math.nan, math.nan
-    size = x.size // n_batches
-    tail = x[x.size - size * n_batches:]  # drop the oldest remainder
-    means = tail.reshape(n_batches, size).mean(axis=1)
-    se = float(means.std(ddof=1)) / math.sqrt(n_batches)
-    q = float(stats.t.ppf(0.5 + confidence / 2.0, n_batches - 1))
-    return mean, mean - q * se, mean + q * se
-
-
-#: Bounds on the automatic number of batches of :func:`batch_means`.
-MIN_BATCHES, MAX_BATCHES = 5, 20
-
-
-def autocorrelation_time(x, *, window: float = 5.0) -> float:
-    """Integrated autocorrelation time of a series (steps), with Sokal's window.
-
-    ``tau_int = 1 + 2 sum_{k>=1} rho(k)``, summed up to the first lag ``M >= window *
-    tau_int(M)``. The variance of the mean of ``n`` steps is about ``Var(x) tau_int / n``.
-
-    Parameters
-    ----------
-    x : array_like, shape (n,)
-    window : float
-        Sokal's constant (5 is customary).
-
-    Returns
-    -------
-    float
-        ``tau_int`` in steps (1 for an uncorrelated or constant series).
-    """
-    x = np.asarray(x, dtype=float)
-    n = x.size
-    if n < 4:
-        raise AfdInputError("autocorrelation time needs at least 4 observations")
-    y = x - x.mean()
-    size = sp_fft.next_fast_len(2 * n - 1, real=True)
-    f = sp_fft.rfft(y, size)
-    acov = sp_fft.irfft(f * np.conj(f), size)[:n]
-    if acov[0] <= 1e-300 or not np.isfinite(acov[0]):
-        return 1.0
-    rho = acov / acov[0]
-    tau = 2.0 * np.cumsum(rho) - 1.0
-    lags = np.arange(n)
-    ok = lags >= window * tau
-    m = int(np.argmax(ok)) if ok.any() else n - 1
-    return float(max(tau[m], 1.0 / n))
 
 
 def idle_fraction(x: float) -> float:
@@ -260,37 +231,141 @@ def predicted_halfwidth(cv: float, correlation_time: float, steps, *,
     return z * cv * np.sqrt(correlation_time / np.asarray(steps, dtype=float))
 
 
-def summarize(*, engine, bundle, run, microbatches, step_time, loads, attention_time,
-              attention_busy, comm_busy, ffn_busy, elapsed, requests, record) -> SimResult:
-    """Build a :class:`SimResult` from per-step arrays (the engines' common ending).
+def objective_dict(objective) -> dict:
+    """The JSON form of an :class:`afdlib.model.Objective` (its ``to_dict`` where it has
+    one, else its kind and unit)."""
+    to_dict = getattr(objective, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    return {"kind": objective.kind, "unit": objective.unit}
 
-    ``run`` is the engine's :class:`afdlib.sim.bundle.RunOptions`. ``step_time`` (steps,),
-    ``loads`` and ``attention_time`` (r, steps: workers are rows) cover all steps; the busy
-    totals (s, summed over measured steps; attention summed over workers) and ``elapsed``
-    (s) cover the measured steps only.
+
+class RunAccumulator:
+    """The statistics of a run, fed chunk by chunk, in memory that does not grow with it.
+
+    Parameters
+    ----------
+    bundle : afdlib.sim.Bundle
+    run : afdlib.sim.bundle.RunOptions
+    attention_intercept : float
+        Attention time of a worker with no load in one step (s): ``beta_A``, or ``m s
+        beta_A`` for ``m`` microbatches paying ``s`` of it each. A worker's attention time
+        in a step is ``alpha_A T + attention_intercept`` for its load ``T``.
+    record : bool
+        Keep per-step records in memory (``O(steps * r)``).
+    record_to : callable, optional
+        Called as ``record_to(first_step, StepRecords)`` with each chunk's records (warm-up
+        steps included), e.g. a writer of :mod:`afdlib.sim.records`.
     """
-    warmup = run.warmup
-    tau = step_time[warmup:]
-    mean, lo, hi = batch_means(tau, run.n_batches)
-    att = attention_time[:, warmup:]
-    barrier = float(np.mean(att.max(axis=0) - att.mean(axis=0)))
-    w_loads = loads[:, warmup:]
-    load_mean = float(w_loads.mean())
-    return SimResult(
-        engine=engine, ratio=bundle.ratio, batch=bundle.batch, steps=run.steps, warmup=warmup,
-        init=run.init, lengths=run.lengths, microbatches=microbatches,
-        mean_step_time=mean, step_time_ci95=(lo, hi),
-        throughput_per_instance=float(bundle.throughput_per_instance(mean)),
-        throughput_ci95=(float(bundle.throughput_per_instance(hi)),
-                         float(bundle.throughput_per_instance(lo))),
-        throughput=float(bundle.throughput(mean)),
-        objective_ci95=(float(bundle.throughput(hi)), float(bundle.throughput(lo))),
-        throughput_unit=bundle.objective.unit,
-        attention_idle=idle_fraction(1.0 - attention_busy / (bundle.ratio * elapsed)),
-        comm_idle=idle_fraction(1.0 - comm_busy / elapsed),
-        ffn_idle=idle_fraction(1.0 - ffn_busy / elapsed),
-        barrier_overhead=barrier,
-        mean_load=load_mean, load_std=float(np.sqrt(np.mean((w_loads - load_mean) ** 2))),
-        requests=int(requests),
-        records=StepRecords(step_time, loads.T, attention_time.T) if record else None,
-    )
+
+    def __init__(self, bundle, run, *, attention_intercept: float, record: bool = False,
+                 record_to=None) -> None:
+        self.bundle, self.run = bundle, run
+        self.alpha = float(bundle.coeffs.alpha_A)
+        self.intercept = float(attention_intercept)
+        self.series = BatchSeries(MICRO_BATCHES)
+        self.quantiles = LogHistogram()
+        self.load_moments = Moments()
+        self._load_sum = 0.0
+        self._barrier_sum = 0.0
+        self._record = bool(record)
+        self._record_to = record_to
+        self._kept: list[StepRecords] = []
+
+    @property
+    def measured_steps(self) -> int:
+        """Steps after the warm-up added so far."""
+        return self.series.count
+
+    def add(self, first: int, step_time, loads, top=None) -> None:
+        """Add steps ``first .. first + L - 1``.
+
+        Parameters
+        ----------
+        first : int
+            Index of the chunk's first step in the run.
+        step_time : ndarray, shape (L,)
+            Duration of each step (s).
+        loads : ndarray, shape (r, L)
+            Token load of each Attention worker at each step (tokens; integers).
+        top : ndarray, shape (L,), optional
+            ``loads.max(axis=0)``, where the engine has it.
+        """
+        if self._record or self._record_to is not None:
+            att = self.alpha * np.asarray(loads, dtype=float) + self.intercept
+            rec = StepRecords(np.array(step_time, dtype=float),
+                              np.asarray(loads, dtype=float).T.copy(), att.T.copy())
+            if self._record:
+                self._kept.append(rec)
+            if self._record_to is not None:
+                self._record_to(first, rec)
+        cut = max(0, self.run.warmup - first)
+        if cut >= np.size(step_time):
+            return
+        tau = np.asarray(step_time, dtype=float)[cut:]
+        w = loads[:, cut:]
+        self.series.add(tau)
+        self.quantiles.add(tau)
+        self.load_moments.add(w)
+        total = np.sum(w)
+        self._load_sum += total.item()
+        if w.shape[0] > 1:
+            # sum over steps of (slowest - mean worker's load), exactly for integers
+            top = w.max(axis=0) if top is None else top[cut:]
+            self._barrier_sum += (np.sum(top).item() * w.shape[0] - total.item()) / w.shape[0]
+
+    def result(self, *, engine: str, microbatches: int, comm_busy: float, ffn_busy: float,
+               requests: int) -> SimResult:
+        """The :class:`SimResult` of the steps added.
+
+        Parameters
+        ----------
+        engine : str
+        microbatches : int
+        comm_busy, ffn_busy : float
+            Busy time of the communication link (one direction) and of the FFN in one
+            step (s).
+        requests : int
+            Requests started during the run.
+        """
+        bundle, run = self.bundle, self.run
+        n = self.series.count
+        mean, lo, hi = self.series.interval(run.n_batches)
+        elapsed = self.series.total
+        attention_busy = self.alpha * self._load_sum + bundle.ratio * n * self.intercept
+        try:
+            correlation = self.series.correlation_time()
+        except AfdInputError:
+            correlation = math.nan
+        coarse, size = self.series.coarse_means(COARSE_BATCHES)
+        per_gpu = bundle.throughput_per_gpu(mean)
+        records = None
+        if self._record:
+            parts = self._kept
+            records = StepRecords(np.concatenate([p.step_time for p in parts]),
+                                  np.concatenate([p.loads for p in parts]),
+                                  np.concatenate([p.attention_time for p in parts]))
+        return SimResult(
+            engine=engine, ratio=bundle.ratio, batch=bundle.batch, steps=run.steps,
+            warmup=run.warmup, init=run.init, lengths=run.lengths, microbatches=microbatches,
+            mean_step_time=mean, step_time_ci95=(lo, hi),
+            throughput_per_instance=float(bundle.throughput_per_instance(mean)),
+            throughput_ci95=(float(bundle.throughput_per_instance(hi)),
+                             float(bundle.throughput_per_instance(lo))),
+            throughput=float(bundle.throughput(mean)),
+            objective_ci95=(float(bundle.throughput(hi)), float(bundle.throughput(lo))),
+            throughput_unit=bundle.objective.unit,
+            attention_idle=idle_fraction(1.0 - attention_busy / (bundle.ratio * elapsed)),
+            comm_idle=idle_fraction(1.0 - comm_busy * n / elapsed),
+            ffn_idle=idle_fraction(1.0 - ffn_busy * n / elapsed),
+            barrier_overhead=self.alpha * self._barrier_sum / n,
+            mean_load=self.load_moments.mean, load_std=self.load_moments.std,
+            requests=int(requests), records=records,
+            step_time_p50=self.quantiles.quantile(0.5),
+            step_time_p99=self.quantiles.quantile(0.99),
+            step_time_quantile_rtol=self.quantiles.relative_error,
+            step_time_correlation=correlation,
+            objective=bundle.objective.kind,
+            throughput_per_gpu=None if per_gpu is None else float(per_gpu),
+            batch_step_times=coarse, batch_steps=size,
+        )

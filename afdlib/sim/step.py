@@ -7,23 +7,26 @@ its B slots' contexts), communication and the FFN overlap with it, and the step 
 
 Nothing is averaged or approximated: each slot is its own renewal process (a finished
 request's slot takes a fresh request at the next step), and the max over workers is
-taken step by step. The loads come from :func:`afdlib.sim.loads.load_path`, whose work is
-proportional to the number of requests, not to slots times steps.
+taken step by step. The loads come from :class:`afdlib.sim.loads.LoadStream`, whose work
+is proportional to the number of requests, not to slots times steps, chunk by chunk of
+steps: memory does not grow with the run (unless per-step records are kept in memory).
 """
 
 from __future__ import annotations
 
 from afdlib.model import step_time
 from afdlib.sim.bundle import Bundle, check_run, worker_seeds
-from afdlib.sim.loads import load_path
-from afdlib.sim.results import SimResult, summarize
+from afdlib.sim.loads import LoadStream
+from afdlib.sim.progress import progress_bar
+from afdlib.sim.results import RunAccumulator, SimResult
 
 __all__ = ["simulate_step"]
 
 
 def simulate_step(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
                   init: str = "stationary", replay: bool = False, warmup: int = 0,
-                  record: bool = False, n_batches: int | None = None) -> SimResult:
+                  record: bool = False, n_batches: int | None = None, record_to=None,
+                  progress: bool | None = False, stream=None) -> SimResult:
     """Simulate an rA-1F bundle step by step.
 
     Parameters
@@ -46,11 +49,21 @@ def simulate_step(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
     warmup : int
         Leading steps excluded from the statistics, ``0 <= warmup < steps``.
     record : bool
-        Keep per-step records (step times, worker loads and attention times).
+        Keep per-step records in memory (step times, worker loads and attention times:
+        ``O(r * steps)`` numbers).
     n_batches : int or None
         Batches for the batch-means confidence intervals, >= 2; ``None`` (default)
         chooses them from the autocorrelation time (see
         :func:`afdlib.sim.batch_means`).
+    record_to : callable, optional
+        ``record_to(first_step, StepRecords)`` receives the per-step records chunk by
+        chunk (bounded memory; e.g. :func:`afdlib.sim.records.open_records`).
+    progress : bool or None or ProgressBar
+        Draw a progress bar with a time estimate: True always, None when ``stream`` is a
+        terminal, False never (default); or advance a caller's
+        :class:`afdlib.sim.progress.ProgressBar` by the steps done.
+    stream : file-like, optional
+        Where the bar goes (default ``sys.stderr``).
 
     Returns
     -------
@@ -64,16 +77,17 @@ def simulate_step(workload, bundle: Bundle, *, steps: int = 20_000, seed=0,
     run = check_run(workload, bundle, steps=steps, warmup=warmup, init=init, replay=replay,
                     n_batches=n_batches)
     r, b, c = bundle.ratio, bundle.batch, bundle.coeffs
-    path = load_path(workload, worker_seeds(seed, r), b, run.steps, init=run.init,
-                     replay=run.replay)
-    loads = path.loads  # (r, steps), float64, exact integers
-    attention = c.attention_time(loads)
+    loads = LoadStream(workload, worker_seeds(seed, r), b, run.steps, init=run.init,
+                       replay=run.replay)
     t_c, t_f = bundle.comm_time, bundle.ffn_time
-    tau = step_time(attention.max(axis=0), t_c, t_f)
-    measured = run.steps - run.warmup
-    elapsed = float(tau[run.warmup:].sum())
-    return summarize(
-        engine="step", bundle=bundle, run=run, microbatches=1,
-        step_time=tau, loads=loads, attention_time=attention,
-        attention_busy=float(attention[:, run.warmup:].sum()), comm_busy=t_c * measured,
-        ffn_busy=t_f * measured, elapsed=elapsed, requests=path.requests, record=record)
+    acc = RunAccumulator(bundle, run, attention_intercept=c.beta_A, record=record,
+                         record_to=record_to)
+    with progress_bar(progress, run.steps, stream=stream, label="simulate ") as bar:
+        for chunk in loads:
+            # t_A is increasing in the load: the slowest worker is the most loaded one
+            top = chunk.loads.max(axis=0)
+            tau = step_time(c.attention_time(top), t_c, t_f)
+            acc.add(chunk.first, tau, chunk.loads, top)
+            bar.update(chunk.steps)
+    return acc.result(engine="step", microbatches=1, comm_busy=t_c, ffn_busy=t_f,
+                      requests=loads.requests)

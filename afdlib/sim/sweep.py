@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -11,20 +11,21 @@ from scipy import stats
 from afdlib.errors import AfdInputError
 from afdlib.model import OperatingPoint
 from afdlib.sim.bundle import Bundle
+from afdlib.sim.compare import RULE, paired_batches, screen_to_the_best
 from afdlib.sim.pipeline import simulate_pipeline
 from afdlib.sim.progress import ProgressBar
 from afdlib.sim.results import SimResult
 from afdlib.sim.step import simulate_step
 from afdlib.validate import check_choice, check_int, check_type
 
-__all__ = ["ENGINES", "simulate", "sweep", "SweepResult", "replicate", "Replications",
-           "throughput_gap"]
+__all__ = ["ENGINES", "simulate", "sweep", "SweepResult", "compare_ratios", "replicate",
+           "Replications", "throughput_gap"]
 
 ENGINES = ("step", "pipeline")
 
 
-def simulate(workload, bundle: Bundle, *, engine: str = "step", microbatches: int = 2,
-             intercepts: str = "per_microbatch", **options) -> SimResult:
+def simulate(workload, bundle: Bundle, *, engine: str = "step", microbatches: int | None = None,
+             intercepts: str | None = None, **options) -> SimResult:
     """Run the named engine.
 
     Parameters
@@ -33,15 +34,28 @@ def simulate(workload, bundle: Bundle, *, engine: str = "step", microbatches: in
         As for :func:`afdlib.sim.simulate_step`.
     engine : {"step", "pipeline"}
     microbatches, intercepts
-        Pipeline options (ignored by the step engine).
+        Pipeline options (default 2 and ``"per_microbatch"``); the step engine rejects
+        them.
     **options
-        ``steps``, ``seed``, ``init``, ``replay``, ``warmup``, ``record``, ``n_batches``.
+        ``steps``, ``seed``, ``init``, ``replay``, ``warmup``, ``record``, ``n_batches``,
+        ``record_to``, ``progress``, ``stream``.
+
+    Raises
+    ------
+    AfdInputError
+        For an unknown engine, or pipeline options given to the step engine.
     """
     check_choice("engine", engine, ENGINES)
     if engine == "step":
+        for name, value in (("microbatches", microbatches), ("intercepts", intercepts)):
+            if value is not None:
+                raise AfdInputError(f"{name} applies to the pipeline engine only (engine "
+                                    "'pipeline'), not to the step engine", parameter=name)
         return simulate_step(workload, bundle, **options)
-    return simulate_pipeline(workload, bundle, microbatches=microbatches,
-                             intercepts=intercepts, **options)
+    return simulate_pipeline(workload, bundle,
+                             microbatches=2 if microbatches is None else microbatches,
+                             intercepts="per_microbatch" if intercepts is None else intercepts,
+                             **options)
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,11 +67,36 @@ class SweepResult:
     ratios : ndarray of int
         The ratios r, increasing.
     results : tuple of SimResult
-        One run per ratio.
+        One run per ratio (all with the same seed: common random numbers).
+    equivalent_ratios : tuple of int
+        The ratios whose throughput (in the objective) is statistically
+        indistinguishable from the best's (see :mod:`afdlib.sim.compare`), increasing;
+        the best ratio is always one of them.
+    equivalence_rule : str
+        The rule that formed them, with its numbers.
+    best_at_range_edge : bool
+        The best ratio is an end of the swept range but not an end of the feasible range
+        (r = 1 below; ``max_ratio`` above, if given): the best may lie outside the range.
+    gaps : ndarray, shape (ratios,)
+        Throughput of each ratio relative to the best's, minus 1 (<= 0).
+    gap_ci95 : ndarray, shape (ratios, 2)
+        Paired 95% batch-means interval of each gap (one comparison at a time, not
+        simultaneous); NaN without batches.
+    confidence : float
+        Probability that the equivalence set holds the truly best ratio.
+    max_ratio : int or None
+        The largest feasible ratio, where known.
     """
 
     ratios: np.ndarray
     results: tuple[SimResult, ...]
+    equivalent_ratios: tuple[int, ...] = ()
+    equivalence_rule: str = ""
+    best_at_range_edge: bool = False
+    gaps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    gap_ci95: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    confidence: float = 0.95
+    max_ratio: int | None = None
 
     @property
     def throughput(self) -> np.ndarray:
@@ -84,22 +123,102 @@ class SweepResult:
         """Any numeric :class:`SimResult` field across the sweep, e.g. ``"ffn_idle"``."""
         return np.array([getattr(x, name) for x in self.results], dtype=float)
 
+    def gap(self, ratio: int) -> tuple[float, float, float]:
+        """Throughput of ``ratio`` relative to the best's, minus 1, and its paired 95%
+        interval: ``(gap, lo, hi)`` (dimensionless; the regret is ``-gap``)."""
+        i = int(np.searchsorted(self.ratios, ratio))
+        if i >= self.ratios.size or self.ratios[i] != ratio:
+            raise AfdInputError(f"ratio {ratio} was not swept", parameter="ratio")
+        lo, hi = self.gap_ci95[i]
+        return float(self.gaps[i]), float(lo), float(hi)
+
     def rows(self) -> list[dict]:
         """JSON-ready rows ``{ratio, throughput_per_instance, ...}``."""
-        return [{"ratio": int(r), "throughput_per_instance": x.throughput_per_instance,
-                 "throughput_ci95": list(x.throughput_ci95),
-                 "mean_step_time": x.mean_step_time, "attention_idle": x.attention_idle,
-                 "ffn_idle": x.ffn_idle, "barrier_overhead": x.barrier_overhead}
-                for r, x in zip(self.ratios, self.results, strict=True)]
+        keep = set(self.equivalent_ratios)
+        out = []
+        for i, (r, x) in enumerate(zip(self.ratios, self.results, strict=True)):
+            row = {"ratio": int(r), "throughput_per_instance": x.throughput_per_instance,
+                   "throughput_ci95": list(x.throughput_ci95),
+                   "throughput": x.throughput, "objective_ci95": list(x.objective_ci95)}
+            if x.throughput_per_gpu is not None:
+                row["throughput_per_gpu"] = x.throughput_per_gpu
+            row.update({"gap_to_best": float(self.gaps[i]),
+                        "gap_ci95": [float(v) for v in self.gap_ci95[i]],
+                        "equivalent": int(r) in keep,
+                        "mean_step_time": x.mean_step_time,
+                        "step_time_p50": x.step_time_p50, "step_time_p99": x.step_time_p99,
+                        "attention_idle": x.attention_idle, "ffn_idle": x.ffn_idle,
+                        "barrier_overhead": x.barrier_overhead})
+            out.append(row)
+        return out
+
+
+def compare_ratios(ratios, results, objective, *, confidence: float = 0.95,
+                   n_batches: int | None = None, max_ratio: int | None = None) -> dict:
+    """The equivalence set, the gaps to the best and the range-edge flag of a sweep.
+
+    Parameters
+    ----------
+    ratios : array_like of int
+        Increasing ratios.
+    results : sequence of SimResult
+        Their runs, of equal length and seed.
+    objective : afdlib.model.Objective
+        The objective the throughputs are in.
+    confidence : float
+        Probability that the set holds the best ratio.
+    n_batches : int or None
+        Paired batches (None: from the correlation times).
+    max_ratio : int or None
+        Largest feasible ratio, where known.
+
+    Returns
+    -------
+    dict
+        The :class:`SweepResult` fields ``equivalent_ratios``, ``equivalence_rule``,
+        ``best_at_range_edge``, ``gaps``, ``gap_ci95``.
+    """
+    ratios = np.asarray(ratios, dtype=np.int64)
+    values = np.array([x.throughput for x in results])
+    times, steps = paired_batches(results, n_batches=n_batches)
+    batch = results[0].batch
+    # the objective of each batch's mean step time: one place computes it
+    per_batch = np.asarray(objective.throughput(ratios[:, None], batch, times), dtype=float)
+    screen = screen_to_the_best(values, per_batch, confidence=confidence)
+    best = int(np.argmax(values))
+    gaps = values / values[best] - 1.0
+    ci = np.full((ratios.size, 2), math.nan)
+    if screen.n_batches >= 2:
+        rel = per_batch / per_batch[best] - 1.0
+        half = (float(stats.t.ppf(0.975, screen.n_batches - 1))
+                * rel.std(axis=1, ddof=1) / math.sqrt(screen.n_batches))
+        ci = np.column_stack([gaps - half, gaps + half])
+        rule = RULE.format(level=screen.level, dof=screen.n_batches - 1, n=screen.n_batches,
+                           steps=steps, confidence=confidence)
+    elif ratios.size == 1:
+        rule = "a single ratio"
+    else:
+        rule = ("too few steps for batch-means intervals: only the ratio of the highest "
+                "simulated throughput")
+    ci[best] = 0.0
+    edge_low = int(ratios[best]) == int(ratios[0]) and int(ratios[0]) > 1
+    edge_high = (int(ratios[best]) == int(ratios[-1])
+                 and (max_ratio is None or int(ratios[-1]) < max_ratio))
+    return {"equivalent_ratios": tuple(int(r) for r in ratios[screen.kept]),
+            "equivalence_rule": rule, "best_at_range_edge": bool(edge_low or edge_high),
+            "gaps": gaps, "gap_ci95": ci}
 
 
 def sweep(workload, point: OperatingPoint, ratios, *, engine: str = "step", seed=0,
-          progress: bool | None = False, stream=None, **options) -> SweepResult:
-    """Simulate the bundle at each ratio with common random numbers.
+          progress: bool | None = False, stream=None, confidence: float = 0.95,
+          max_ratio: int | None = None, **options) -> SweepResult:
+    """Simulate the bundle at each ratio with common random numbers, and find the ratios
+    indistinguishable from the best.
 
     The same seed is used at every ratio; since worker w's requests depend only on the
     seed and w, the r workers at ratio r are the first r workers at any larger ratio,
-    which makes differences between ratios much less noisy than independent runs.
+    which makes differences between ratios much less noisy than independent runs. The
+    equivalence set compares the ratios' paired batch means (:mod:`afdlib.sim.compare`).
 
     Parameters
     ----------
@@ -113,10 +232,15 @@ def sweep(workload, point: OperatingPoint, ratios, *, engine: str = "step", seed
     seed : int or numpy.random.SeedSequence
         Shared by all ratios.
     progress : bool or None
-        Draw a progress bar: True always, None when ``stream`` is a terminal, False
-        never (default).
+        Draw a progress bar over all the sweep's steps: True always, None when ``stream``
+        is a terminal, False never (default).
     stream : file-like, optional
         Where the bar goes (default ``sys.stderr``).
+    confidence : float
+        Probability that the equivalence set holds the truly best ratio, in (0, 1).
+    max_ratio : int, optional
+        The largest feasible ratio (e.g. from memory), for ``best_at_range_edge``; None:
+        no upper limit is known.
     **options
         Passed to :func:`simulate` (``steps``, ``init``, ``warmup``, ``microbatches``...).
 
@@ -131,13 +255,23 @@ def sweep(workload, point: OperatingPoint, ratios, *, engine: str = "step", seed
     values = sorted({check_int("ratio r", r, minimum=1) for r in ratios})
     if not values:
         raise AfdInputError("no ratios to sweep", parameter="ratios")
+    if max_ratio is not None:
+        max_ratio = check_int("max_ratio", max_ratio, minimum=1)
+    if not (isinstance(confidence, (int, float)) and 0 < confidence < 1):
+        raise AfdInputError(f"confidence must be in (0, 1), got {confidence!r}",
+                            parameter="confidence")
+    steps = options.get("steps", 20_000)
     results = []
-    with ProgressBar(len(values), stream=stream, enabled=progress, label="sweep ") as bar:
+    total = len(values) * (steps if isinstance(steps, int) and steps > 0 else 1)
+    with ProgressBar(total, stream=stream, enabled=progress, label="sweep ") as bar:
         for r in values:
             results.append(simulate(workload, Bundle.at(point, r), engine=engine,
-                                    seed=seed, **options))
-            bar.update(1, note=f"r={r}")
-    return SweepResult(np.array(values), tuple(results))
+                                    seed=seed, progress=bar, **options))
+            bar.update(0, note=f"r={r}")
+    compared = compare_ratios(values, results, point.objective, confidence=confidence,
+                              n_batches=options.get("n_batches"), max_ratio=max_ratio)
+    return SweepResult(np.array(values), tuple(results), confidence=confidence,
+                       max_ratio=max_ratio, **compared)
 
 
 @dataclass(frozen=True, eq=False)
