@@ -292,3 +292,18 @@ def test_referee_gap_by_hand(serial):
     se = math.sqrt(2 * x.var(ddof=1) / x.size)  # the same spread on both sides
     assert gap["throughput_gap_halfwidth"] == pytest.approx(1.1 * 1.959964 * se, rel=1e-9)
     assert gap["base_best_regret"] == 0.0
+
+
+def test_the_study_finite_measurement_agrees_with_the_simulators():
+    from afdlib.sim import simulate_finite_trace
+
+    rows = JointLengths(10 + np.arange(300) * 37 % 900, 1 + np.arange(300) * 11 % 60)
+    coeffs = StepCoefficients(alpha_A=2e-7, beta_A=1e-3, alpha_F=1e-5, beta_F=4e-3)
+    point = OperatingPoint(coeffs=coeffs, theta=500.0, batch=8)
+    for r in (2, 4):  # 16 and 32 slots for 300 rows: every slot busy until the 80% mark
+        deal = dispatch(rows, r * 8)
+        assert deal.idle_slot_steps(deal.mark(0.8)) == 0
+        mine = finite_trace_throughput(rows, point, r)
+        sim = simulate_finite_trace(rows, Bundle.at(point, r), fraction=0.8)
+        assert mine.mark == sim.steps - 1 and mine.tokens == sim.tokens
+        assert mine.throughput == pytest.approx(sim.throughput, rel=1e-12)

@@ -20,7 +20,8 @@ For one setting, :func:`run_setting`
    that to matter (under 5%); the number added depends only on the data, so it too is
    reproducible;
 4. measures the finite-trace throughput until 80% of the requests complete at every
-   simulated ratio (:mod:`afdlib.study.finite`).
+   simulated ratio (:func:`afdlib.sim.simulate_finite_trace` for the step engine,
+   :mod:`afdlib.study.finite` for the pipelined one).
 
 The raw results (each replication's mean step time at each ratio) are kept, so every
 statistic is recomputed from them (:meth:`SettingResult.comparison`), from a cache as well
@@ -39,7 +40,7 @@ import numpy as np
 
 from afdlib.errors import AfdInputError, DoesNotFit
 from afdlib.provision import mean_field_ratio
-from afdlib.sim import Bundle, simulate
+from afdlib.sim import Bundle, simulate, simulate_finite_trace
 from afdlib.study.compare import RatioComparison, compare_ratios, log_objective, replications_for
 from afdlib.study.finite import dispatch, finite_trace_throughput
 from afdlib.study.grid import (
@@ -419,11 +420,15 @@ def run_setting(setting: Setting, plan: RunPlan | None = None,
     finite = np.full(len(ordered), math.nan)
     marks = np.full(len(ordered), -1, dtype=np.int64)
     for i, r in enumerate(ordered):
-        deal = dispatch(rows, r * b)
-        run = finite_trace_throughput(rows, res.point, r, engine=ref.engine,
-                                      microbatches=max(2, ref.microbatches),
+        if ref.engine == "step":  # the simulator's finite-trace mode
+            fr = simulate_finite_trace(rows, Bundle.at(res.point, r),
+                                       fraction=plan.finite_fraction)
+            finite[i], marks[i] = fr.throughput, fr.steps - 1
+            continue
+        run = finite_trace_throughput(rows, res.point, r, engine="pipeline",
+                                      microbatches=ref.microbatches,
                                       intercepts=ref.intercepts,
-                                      fraction=plan.finite_fraction, deal=deal)
+                                      fraction=plan.finite_fraction, deal=dispatch(rows, r * b))
         if run is not None:
             finite[i], marks[i] = run.throughput, run.mark
 
