@@ -256,6 +256,13 @@ def test_headline_figures_by_hand(serial):
                 assert math.isnan(cell["ratio_error"])
     html = settings_table_html(study)
     assert html.count("<tr") == len(rows) + 1
+    from afdlib.study import headline_rows
+
+    flat = headline_rows(study, rules_differ=False)
+    assert len(flat) == sum(len(b) for b in head.values())
+    first = head[flat[0]["referee"]][RULES[0]]
+    assert flat[0]["worst"] == 100 * first.worst_regret
+    assert flat[0]["in_set"] == 100 * first.in_set
 
 
 def test_a_preset_that_fits_nothing_is_skipped():

@@ -87,7 +87,12 @@ from afdlib.study.summary import (
     save_study,
     within,
 )
-from afdlib.study.table import headline_table_html, ratio_set_text, settings_table_html
+from afdlib.study.table import (
+    headline_rows,
+    headline_table_html,
+    ratio_set_text,
+    settings_table_html,
+)
 
 __all__ = [
     "RESOLVED_RATIO", "RatioComparison", "Regret", "compare_ratios", "equivalence_mask",
@@ -102,5 +107,5 @@ __all__ = [
     "as_executor", "run_setting", "run_study",
     "RuleSummary", "StudyResult", "breakdown", "load_study", "referee_gap", "save_study",
     "within",
-    "headline_table_html", "ratio_set_text", "settings_table_html",
+    "headline_rows", "headline_table_html", "ratio_set_text", "settings_table_html",
 ]

@@ -12,7 +12,7 @@ import html
 
 from afdlib.study.rules import RULES
 
-__all__ = ["settings_table_html", "headline_table_html", "ratio_set_text"]
+__all__ = ["settings_table_html", "headline_table_html", "headline_rows", "ratio_set_text"]
 
 _SHORT = {"azure2023_code": "code", "azure2023_conv": "conv",
           "mooncake_conversation": "mooncake", "sharegpt_8k": "sharegpt"}
@@ -132,3 +132,25 @@ def headline_table_html(study, *, rules_differ: bool = True) -> str:
             out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def headline_rows(study, *, rules_differ: bool = True) -> list[dict]:
+    """The headline figures as rows for :func:`afdlib.plots.tables.table` (percent).
+
+    Keys: ``referee, rule, settings, worst, worst_low, worst_high, worst_resolved,
+    resolved, lower_bound, mean, in_set, sure_over_1pct`` (regrets and shares in percent;
+    ``worst_resolved`` is None where no regret is resolved).
+    """
+    out = []
+    for kind, block in study.headline(rules_differ=rules_differ).items():
+        for rule, s in block.items():
+            tight = s.worst_resolved_regret
+            out.append({"referee": kind, "rule": _RULE_HEAD[rule], "settings": s.settings,
+                        "worst": 100 * s.worst_regret, "worst_low": 100 * s.worst_low,
+                        "worst_high": 100 * s.worst_high,
+                        "worst_resolved": None if tight != tight else 100 * tight,
+                        "resolved": s.regret_resolved,
+                        "lower_bound": 100 * s.largest_lower_bound,
+                        "mean": 100 * s.mean_regret, "in_set": 100 * s.in_set,
+                        "sure_over_1pct": s.over_1pct_resolved})
+    return out
