@@ -13,11 +13,12 @@ The set of ratios statistically indistinguishable from the best is the subset of
 selecting the best simulated system when the number of alternatives is large",
 Operations Research 49(6)): ratio ``i`` is kept unless some ratio ``j`` beats it by more
 than ``W_ij = t S_ij / sqrt(n)``, where ``S_ij`` is the standard deviation of the ``n``
-paired batch differences and ``t`` the Student quantile of level ``(1 - alpha)**(1 /
-(k - 1))`` with ``n - 1`` degrees of freedom for ``k`` ratios. The subset contains the
-truly best ratio with probability at least ``1 - alpha`` (for normal batch means, with
-common random numbers allowed; the quantile accounts for selecting the best among ``k``:
-each of the ``k - 1`` comparisons of the best is made at level ``(1 - alpha)**(1/(k-1))``).
+paired batch differences and ``t`` the Student quantile of level ``1 - alpha / (k - 1)``
+with ``n - 1`` degrees of freedom for ``k`` ratios (the Bonferroni form, which that paper
+uses with common random numbers). The subset contains the truly best ratio with
+probability at least ``1 - alpha`` for normal batch means: the best is dropped only if
+one of its ``k - 1`` paired comparisons fails, each with probability at most
+``alpha / (k - 1)``, whatever the correlation between the ratios (a union bound).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Screening:
     constant : float
         The Student quantile ``t`` of the screening (NaN without batches).
     level : float
-        Its level, ``(1 - alpha)**(1 / (k - 1))``.
+        Its level, ``1 - alpha / (k - 1)``.
     halfwidth_to_best : ndarray, shape (k,)
         ``W_{i,b}`` against the sample best ``b`` (objective units; 0 for ``b``).
     """
@@ -101,7 +102,7 @@ def screen_to_the_best(values, batches, *, confidence: float = 0.95,
         kept = np.zeros(k, dtype=bool)
         kept[best] = True
         return Screening(kept, 0, math.nan, math.nan, np.full(k, math.nan))
-    level = confidence ** (1.0 / (k - 1))
+    level = 1.0 - (1.0 - confidence) / (k - 1)  # Bonferroni over the best's k - 1 comparisons
     t = float(stats.t.ppf(level, n - 1))
     centered = batches - batches.mean(axis=1, keepdims=True)
     var = np.einsum("ij,ij->i", centered, centered) / (n - 1)

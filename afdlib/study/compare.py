@@ -31,7 +31,9 @@ is the throughput given up.
   ratio is eliminated only if one of its ``k - 1`` comparisons fails, each with
   probability at most :math:`\alpha/(k-1)` when the replication means are normal, so it
   is in the set with probability at least :math:`1 - \alpha` (Bonferroni; any
-  correlation between ratios is allowed). :func:`afdlib.study.coverage` checks this by
+  correlation between ratios is allowed). The procedure is the simulator's own screening
+  (:func:`afdlib.sim.compare.screen_to_the_best`, which ``afd sweep`` applies to paired
+  batch means), here applied to replication means. :func:`afdlib.study.coverage` checks this by
   simulation on a case whose answer is known exactly.
 
 Nothing here knows about engines or rules: it takes a table of replication means.
@@ -47,6 +49,7 @@ from scipy import stats
 
 from afdlib.errors import AfdInputError
 from afdlib.model import Objective
+from afdlib.sim.compare import screen_to_the_best
 from afdlib.validate import check_int, check_number
 
 __all__ = ["Regret", "RatioComparison", "log_objective", "compare_ratios", "equivalence_mask",
@@ -153,13 +156,14 @@ def paired_regret(x, i: int, best: int, *, confidence: float = 0.95) -> Regret:
 
 
 def equivalence_mask(x, *, alpha: float = 0.05) -> np.ndarray:
-    """Ratios statistically indistinguishable from the best (screening with Bonferroni).
+    """Ratios statistically indistinguishable from the best: the screening of
+    :func:`afdlib.sim.compare.screen_to_the_best` with the replications as paired batches.
 
     Column ``i`` is kept when ``mean x_i >= mean x_j - t S_ij / sqrt(n)`` for every
     ``j != i``, with ``t`` the ``1 - alpha / (k - 1)`` quantile of Student's t with
     ``n - 1`` degrees of freedom and ``S_ij`` the standard deviation of the paired
-    differences (see the module docstring for why the best column is kept with
-    probability at least ``1 - alpha``).
+    differences (Nelson et al. 2001; see the module docstring for why the best column is
+    kept with probability at least ``1 - alpha``).
 
     Parameters
     ----------
@@ -175,18 +179,7 @@ def equivalence_mask(x, *, alpha: float = 0.05) -> np.ndarray:
     """
     x = _check_table(x)
     alpha = check_number("alpha", alpha, minimum=0.0, strict=True, maximum=1.0)
-    n, k = x.shape
-    if k == 1:
-        return np.ones(1, dtype=bool)
-    t = stats.t.ppf(1.0 - alpha / (k - 1), n - 1)
-    mean = x.mean(axis=0)
-    diff = x[:, :, None] - x[:, None, :]           # (n, k, k): x_i - x_j per replication
-    sd = diff.std(axis=0, ddof=1)
-    margin = mean[:, None] - mean[None, :] + t * sd / math.sqrt(n)
-    np.fill_diagonal(margin, 0.0)
-    keep = np.all(margin >= 0.0, axis=1)
-    keep[int(np.argmax(mean))] = True
-    return keep
+    return screen_to_the_best(x.mean(axis=0), x.T, confidence=1.0 - alpha).kept
 
 
 @dataclass(frozen=True, eq=False)
