@@ -10,7 +10,7 @@ import numpy as np
 from afdlib.plots import ROLE_COLORS
 
 __all__ = ["plot_roofline", "plot_attention_fit", "plot_moe_fit", "plot_relative_residuals",
-           "plot_comm_fit", "plot_gpu_comparison", "gpu_comparison"]
+           "plot_comm_fit", "plot_gpu_comparison", "gpu_comparison", "plot_routing"]
 
 
 def _ax(ax, figsize=None):
@@ -131,7 +131,8 @@ def plot_comm_fit(points, entry, *, ax=None):
     return ax
 
 
-def plot_gpu_comparison(rows: list[dict], *, title: str = "", figsize=(7.0, 3.0)):
+def plot_gpu_comparison(rows: list[dict], *, title: str = "", figsize=(7.0, 3.0),
+                        ylims=None):
     """Bars of attention and FFN cost per token per GPU-second for several GPUs.
 
     Parameters
@@ -139,6 +140,12 @@ def plot_gpu_comparison(rows: list[dict], *, title: str = "", figsize=(7.0, 3.0)
     rows : list of dict
         Each with ``gpu``, ``attention_ns`` (alpha_A times the Attention instance's GPUs,
         ns per token) and ``ffn_us`` (alpha_F times the FFN instance's GPUs, us per token).
+    title : str
+    figsize : (float, float)
+        Figure size [in].
+    ylims : ((float, float), (float, float)), optional
+        Fixed y ranges of the attention [ns/token] and FFN [us/token] panels, so that the
+        frames of a slider share their axes.
 
     Returns
     -------
@@ -155,19 +162,94 @@ def plot_gpu_comparison(rows: list[dict], *, title: str = "", figsize=(7.0, 3.0)
     for a in (a1, a2):
         a.tick_params(axis="x", labelrotation=45, labelsize=8)
         a.set_yscale("log")
+    if ylims is not None:
+        a1.set_ylim(*ylims[0])
+        a2.set_ylim(*ylims[1])
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def gpu_comparison(model: str, hardware, *, batch: int, theta: float, figsize=(7.0, 3.0)):
+def gpu_comparison(model: str, hardware, *, batch: int, theta: float, figsize=(7.0, 3.0),
+                   ylims=None):
     """:func:`plot_gpu_comparison` of a model's presets on several hardware names: the
-    per-token GPU-seconds of each instance (:attr:`PresetResult.gpu_seconds_per_token`)."""
+    per-token GPU-seconds of each instance (:attr:`PresetResult.gpu_seconds_per_token`).
+
+    ``batch`` is the slots per Attention instance, ``theta`` the tokens per slot;
+    ``ylims`` as in :func:`plot_gpu_comparison`."""
     from afdlib.costs import build_preset
 
     rows = []
     for h in hardware:
         attention, ffn = build_preset(model, h, batch=batch, theta=theta).gpu_seconds_per_token
         rows.append({"gpu": h, "attention_ns": attention * 1e9, "ffn_us": ffn * 1e6})
-    return plot_gpu_comparison(rows, title=f"{model}, B = {batch}", figsize=figsize)
+    return plot_gpu_comparison(rows, title=f"{model}, B = {batch}", figsize=figsize,
+                               ylims=ylims)
+
+
+#: Colours of the MoE routings in :func:`plot_routing`.
+ROUTING_COLORS = {"balanced": "#333333", "power_law_1.01": "#ff7f0e",
+                  "power_law_1.2": "#9467bd"}
+
+
+def plot_routing(imbalance, ratios, *, axes=None, title: str | None = None):
+    """Step-time stages and the objective against the ratio, under each MoE routing.
+
+    Parameters
+    ----------
+    imbalance : afdlib.costs.RoutingImbalance
+        Presets of one model and hardware under several routings
+        (:func:`afdlib.costs.routing_imbalance`).
+    ratios : array of int
+        Ratios r to draw.
+    axes : (Axes, Axes), optional
+        Where to draw the stage times (left) and the objective (right).
+    title : str, optional
+        Title of the left panel (default: model, hardware and batch).
+
+    Returns
+    -------
+    (Axes, Axes)
+        Left: the FFN time of a step under each routing (the preset's non-linear curves),
+        with the communication and attention times, in ms. Right: the objective of the
+        curves (solid, circle at the best integer ratio ``r_int_curves``) and of the linear
+        coefficients (dashed, cross at ``r_int``), in tokens/s per GPU or per instance.
+    """
+    from afdlib.costs.routing import mean_field_objective
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(7.0, 3.0))
+    left, right = axes
+    r = np.asarray(ratios, dtype=float)
+    batch, theta, goal = imbalance.batch, imbalance.theta, imbalance.objective
+    first = imbalance.cases[0].preset.curves
+    left.plot(r, np.full_like(r, float(first.attention(batch * theta, batch=batch))) * 1e3,
+              color=ROLE_COLORS["attention"], lw=1.2, label="attention")
+    left.plot(r, np.asarray(first.comm(batch=batch, ratio=r), dtype=float) * 1e3,
+              color=ROLE_COLORS["communication"], lw=1.2, label="communication")
+    for case in imbalance.cases:
+        color = ROUTING_COLORS.get(case.routing, "0.3")
+        curves = case.preset.curves
+        left.plot(r, np.asarray(curves.ffn(r * batch), dtype=float) * 1e3, color=color,
+                  label=f"ffn, {case.routing}")
+        value = np.asarray(curves.throughput(batch=batch, theta=theta, ratio=r,
+                                             objective=goal), dtype=float)
+        right.plot(r, value, color=color, label=case.routing)
+        k = int(np.argmin(np.abs(r - case.r_int_curves)))
+        right.plot(r[k], value[k], "o", color=color, ms=6)
+        line = mean_field_objective(case.preset.coefficients, goal, batch=batch, theta=theta)
+        right.plot(r, line(r), color=color, ls="--", lw=0.9)
+        right.plot(case.r_int, float(line(np.array([float(case.r_int)]))[0]), "x",
+                   color=color, ms=6)
+    left.set_xlabel("ratio r")
+    left.set_ylabel("time per step [ms]")
+    left.set_title(title or f"{imbalance.model} on {imbalance.hardware}, B = {batch}",
+                   fontsize=9)
+    left.legend(fontsize=7, loc="upper left")
+    right.set_xlabel("ratio r")
+    unit = "gpu" if goal.kind == "gpu" else "instance"
+    right.set_ylabel(f"tokens/s per {unit}")
+    right.set_title("solid: curves, dashed: linear", fontsize=9)
+    right.legend(fontsize=7, loc="lower right")
+    return left, right

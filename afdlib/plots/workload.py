@@ -100,13 +100,17 @@ def theta_bars(names, theta, naive, *, theta_ci=None, ax=None):
     return ax
 
 
-def theta_explorer(workload, *, title: str | None = None):
+def theta_explorer(workload, *, title: str | None = None, top: float | None = None):
     """Two panels for a workload with independent laws: the decode-length law and its
     length-biased version (left), and theta against E[P] + E[D] (right).
 
     Parameters
     ----------
     workload : afdlib.workload.IndependentLengths
+    title : str, optional
+    top : float, optional
+        Upper end of the right panel's axis [tokens] (default: a quarter above the larger
+        bar); fix it so that the frames of a slider share the axis.
 
     Returns
     -------
@@ -138,7 +142,7 @@ def theta_explorer(workload, *, title: str | None = None):
               alpha=0.8)
     right.set_xticks([0, 1], [r"$\theta$", r"$E[P]+E[D]$"])
     right.set_ylabel("tokens")
-    right.set_ylim(0, max(stats.theta, stats.naive_theta) * 1.25)
+    right.set_ylim(0, top if top is not None else max(stats.theta, stats.naive_theta) * 1.25)
     for x, v in enumerate([stats.theta, stats.naive_theta]):
         right.text(x, v, f"{v:.0f}", ha="center", va="bottom", fontsize=9)
     if title:

@@ -107,12 +107,22 @@ def _theta_deterministic() -> float:
     return load_stats(IndependentLengths(Deterministic(100), Deterministic(200))).theta
 
 
-def _point(theta: float, batch: int):
-    """The self-tests' operating point: fixed coefficients at ``theta`` and ``batch``."""
+#: The self-tests' coefficients: the mean-field chapter's illustrative ones [s, s/token].
+COEFFICIENTS = {"alpha_A": 2.5e-8, "beta_A": 1.0e-3, "alpha_F": 2.0e-6, "beta_F": 1.6e-2,
+                "alpha_C": 2.0e-7, "beta_C": 1.0e-3}
+
+
+def _point(theta: float, batch: int, load_std: float = 0.0):
+    """The self-tests' operating point: :data:`COEFFICIENTS` at ``theta`` and ``batch``
+    (tokens, slots), with a per-slot load spread ``load_std`` (tokens)."""
     from afdlib.model import OperatingPoint, StepCoefficients
-    coeffs = StepCoefficients(alpha_A=2.5e-8, beta_A=1.0e-3, alpha_F=2.0e-6, beta_F=1.6e-2,
-                              alpha_C=2.0e-7, beta_C=1.0e-3, comm_scales_with="B")
-    return OperatingPoint(coeffs=coeffs, theta=theta, batch=batch)
+    coeffs = StepCoefficients(**COEFFICIENTS, comm_scales_with="B")
+    return OperatingPoint(coeffs=coeffs, theta=theta, batch=batch, load_std=load_std)
+
+
+def _c(name: str, scale: float) -> str:
+    """A coefficient of :data:`COEFFICIENTS` in a unit (``scale`` per second), for the text."""
+    return format(COEFFICIENTS[name] * scale, "g")
 
 
 def _attention_time_ms() -> float:
@@ -140,6 +150,19 @@ def _best_integer() -> float:
 def _expected_max_8() -> float:
     from afdlib.provision import expected_max_normal
     return float(expected_max_normal(8))
+
+
+#: The latency question's bundle: B slots of mean load theta and spread sigma [tokens], and
+#: a p99 target LATENCY_Z standard deviations of one worker's attention time above its mean.
+LATENCY_POINT = {"theta": 20000.0, "batch": 64, "load_std": 15000.0}
+LATENCY_Z = 3.0
+
+
+def _latency_ratio() -> float:
+    from afdlib.provision import attention_bound_slo_ratio
+    point = _point(**LATENCY_POINT)
+    target = point.mean_attention_time + LATENCY_Z * point.attention_std
+    return float(attention_bound_slo_ratio(point, target, q=0.99))
 
 
 def _throughput() -> float:
@@ -177,9 +200,10 @@ QUESTIONS: tuple[Question, ...] = (
         chapters=("slots_renewal", "theta_traces")),
     Question(
         "costs-1", "costs",
-        "With the paper's coefficients ($\\alpha_A$ = 25 ns/token, $\\beta_A$ = 1 ms), what "
-        "is the attention time of one step for $B = 128$ slots of mean load "
-        "$\\theta = 2000$ tokens, in milliseconds?",
+        "With the mean-field chapter's illustrative coefficients ($\\alpha_A$ = "
+        f"{_c('alpha_A', 1e9)} ns/token, $\\beta_A$ = {_c('beta_A', 1e3)} ms), what is the "
+        "attention time of one step for $B = 128$ slots of mean load $\\theta = 2000$ "
+        "tokens, in milliseconds?",
         _attention_time_ms,
         "$t_A = \\alpha_A B\\theta + \\beta_A$ = {answer}.", unit="ms",
         chapters=("step_costs",)),
@@ -194,9 +218,11 @@ QUESTIONS: tuple[Question, ...] = (
         chapters=("step_costs", "afd_one_step")),
     Question(
         "provisioning-1", "provisioning",
-        "With the paper's coefficients ($\\alpha_C$ = 0.2 µs/token, $\\beta_C$ = 1 ms, "
-        "$\\alpha_F$ = 2 µs/token, $\\beta_F$ = 16 ms), $\\theta = 1000$ tokens and "
-        "$B = 128$: what is the mean-field optimal ratio $r^*$ (a real number)?",
+        "With the mean-field chapter's illustrative coefficients ($\\alpha_C$ = "
+        f"{_c('alpha_C', 1e6)} µs/token, $\\beta_C$ = {_c('beta_C', 1e3)} ms, $\\alpha_F$ = "
+        f"{_c('alpha_F', 1e6)} µs/token, $\\beta_F$ = {_c('beta_F', 1e3)} ms), "
+        "$\\theta = 1000$ tokens and $B = 128$: what is the mean-field optimal ratio $r^*$ "
+        "(a real number)?",
         _r_peak,
         "$r^* = \\max\\{r_A, r_C, r_{\\text{peak}}\\}$ = {answer}.", fmt=".3f",
         chapters=("mean_field_ratio",)),
@@ -222,6 +248,29 @@ QUESTIONS: tuple[Question, ...] = (
         "$m_8$ = {answer}; it grows like $\\sqrt{2\\ln r}$, slowly.", fmt=".4f",
         rel_tol=0.002, chapters=("barrier",)),
     Question(
+        "provisioning-5", "provisioning",
+        "Below the mean-field crossing, adding an Attention worker leaves the mean-field step "
+        "time unchanged. What does it do to the p99 step time (the p99 time per output "
+        "token) when the workers' loads are random?",
+        lambda: "b",
+        "The step waits for the slowest of $r$ workers, whose $q$-quantile is the "
+        "$q^{1/r}$-quantile of one worker's load, and $q^{1/r}$ grows with $r$: every added "
+        "worker costs latency, even where the mean step does not move.",
+        choices=("nothing, as long as attention sets the step",
+                 "it raises it, with every added worker",
+                 "it lowers it, because the FFN's fixed cost is shared by more tokens"),
+        chapters=("latency",)),
+    Question(
+        "provisioning-6", "provisioning",
+        "In the Gaussian model a worker's attention time is normal with mean $\\mu_A$ and "
+        "standard deviation $\\sigma_A$, attention sets the step, and the p99 target is "
+        f"{LATENCY_Z:g} $\\sigma_A$ above $\\mu_A$. What is the largest (real) ratio $r_T$ "
+        "whose p99 step time meets the target?",
+        _latency_ratio,
+        "$r_T = \\ln q / \\ln\\Phi(z)$ with $q = 0.99$ and "
+        f"$z = {LATENCY_Z:g}$: {{answer}}, so at most the integer below it.", fmt=".2f",
+        rel_tol=0.01, chapters=("latency",)),
+    Question(
         "simulation-1", "simulation",
         "A bundle with $r = 4$ and $B = 64$ has a mean step time of 50 ms. What is its "
         "throughput per instance, in tokens per second?",
@@ -242,10 +291,13 @@ QUESTIONS: tuple[Question, ...] = (
         chapters=("simulation",)),
     Question(
         "simulation-3", "simulation",
-        "Which rule does the validation chapter find closest to the simulator?",
+        "Refereed by the step engine, which rule does the validation chapter find closest "
+        "to the simulated optimum?",
         lambda: "c",
         "The barrier with the exact law of a worker's load: it replaces the normal "
-        "approximation, which is poor for small batches and heavy-tailed traces.",
+        "approximation, which is poor for small batches and heavy-tailed traces, and solves "
+        "the step engine's own model exactly (a pipelined bundle needs a rule that models "
+        "the pipeline).",
         choices=("the mean-field closed form", "the Gaussian barrier",
                  "the exact-load barrier"),
         chapters=("validation",)),
