@@ -385,8 +385,12 @@ def test_a_chapter_opens_in_the_lite_site_and_its_kernel_runs_python(server, bro
     start = time.monotonic()
     page.goto(f"{base}lite/notebooks/index.html?path=chapters/{chapter}.ipynb",
               wait_until="domcontentloaded", timeout=60_000)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-    cells = page.locator(".jp-Notebook .jp-Cell").count()
+    # the whole notebook rendered (cells appear one by one; typing before the last one
+    # arrives would land in the wrong place)
+    cells = len(json.loads((SITE / "lite" / "files" / "chapters" / f"{chapter}.ipynb")
+                           .read_text())["cells"])
+    page.wait_for_function(f"() => document.querySelectorAll('.jp-Notebook .jp-Cell').length"
+                           f" >= {cells}", timeout=120_000)
     loaded = time.monotonic() - start
     # the kernel: wait until it is idle (started on the local Pyodide core)
     page.wait_for_function(
@@ -400,7 +404,8 @@ def test_a_chapter_opens_in_the_lite_site_and_its_kernel_runs_python(server, bro
     page.keyboard.press("Enter")
     page.keyboard.type("print('lite kernel ok', sum(k * k for k in range(10)))")
     page.keyboard.press("Shift+Enter")
-    output = page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-OutputArea-output")
+    output = (page.locator(".jp-Notebook .jp-Cell", has_text="lite kernel ok").first
+              .locator(".jp-OutputArea-output"))
     output.wait_for(timeout=120_000)
     text = output.inner_text()
     # live ipywidgets: the kernel installs the ipywidgets wheel the site carries (same
@@ -413,10 +418,10 @@ def test_a_chapter_opens_in_the_lite_site_and_its_kernel_runs_python(server, bro
     page.keyboard.type('import piplite\nawait piplite.install("ipywidgets")\nimport ipywidgets\n'
                        'ipywidgets.IntSlider(value=3, description="live")')
     page.keyboard.press("Shift+Enter")
-    slider = page.locator(".jp-Notebook .jp-Cell").first.locator(".widget-slider, "
-                                                                 ".jupyter-widget-slider")
+    widget_cell = page.locator(".jp-Notebook .jp-Cell", has_text="piplite.install").first
+    slider = widget_cell.locator(".widget-slider, .jupyter-widget-slider")
     slider.first.wait_for(timeout=180_000)
-    widget_ok = "live" in page.locator(".jp-Notebook .jp-Cell").first.inner_text()
+    widget_ok = "live" in slider.first.inner_text()
     page.screenshot(path=str(SHOTS / f"lite__{chapter}.png"))
     ctx.close()
     sent = {k: round(v / 1e6, 1) for k, v in sorted(handler.sent.items())}

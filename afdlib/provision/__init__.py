@@ -45,6 +45,7 @@ from afdlib.provision.barrier import (
     throughput_barrier,
 )
 from afdlib.provision.exact import (
+    LOAD_BINS,
     ExactRatio,
     WorkerLoadLaw,
     exact_ratio,
@@ -108,7 +109,7 @@ __all__ = [
     "attention_limited_ratio", "gaussian_barrier_overhead", "excess_by_quadrature",
     "mean_field_sensitivities", "numerical_sensitivities", "perturb", "provision",
     "default_max_ratio",
-    "WorkerLoadLaw", "ExactRatio", "worker_load_law", "expected_step_time_exact",
+    "LOAD_BINS", "WorkerLoadLaw", "ExactRatio", "worker_load_law", "expected_step_time_exact",
     "throughput_exact", "exact_ratio",
     "GPUPrices", "RULE_NAMES", "LATENCY_METHODS", "LatencyChoice", "max_normal_quantile",
     "max_load_quantile", "step_time_quantile_gaussian", "step_time_quantile_exact",

@@ -35,8 +35,11 @@ from afdlib.provision.meanfield import check_point
 from afdlib.validate import check_int, check_type
 from afdlib.workload import check_workload, stationary_load_pmf
 
-__all__ = ["WorkerLoadLaw", "worker_load_law", "expected_step_time_exact", "throughput_exact",
-           "ExactRatio", "exact_ratio"]
+#: Default grid size for one slot's load in the exact law (points per slot).
+LOAD_BINS = 2048
+
+__all__ = ["LOAD_BINS", "WorkerLoadLaw", "worker_load_law", "expected_step_time_exact",
+           "throughput_exact", "ExactRatio", "exact_ratio"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +93,7 @@ def _linear_binning(values: np.ndarray, probs: np.ndarray, step: int) -> np.ndar
     return out
 
 
-def worker_load_law(workload, batch: int, *, bins: int = 2048,
+def worker_load_law(workload, batch: int, *, bins: int = LOAD_BINS,
                     tail: float = 1e-17) -> WorkerLoadLaw:
     """Exact law of the token load of a worker with ``batch`` stationary slots.
 

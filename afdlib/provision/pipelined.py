@@ -112,7 +112,7 @@ from afdlib.model import (
     intercept_share,
     microbatch_sizes,
 )
-from afdlib.provision.exact import WorkerLoadLaw, worker_load_law
+from afdlib.provision.exact import LOAD_BINS, WorkerLoadLaw, worker_load_law
 from afdlib.provision.meanfield import check_point
 from afdlib.validate import check_choice, check_int, check_type
 from afdlib.workload import check_workload
@@ -432,7 +432,7 @@ class MicrobatchLaws:
 
 
 def microbatch_load_laws(workload, batch: int, *, microbatches: int,
-                         bins: int = 2048) -> MicrobatchLaws:
+                         bins: int = LOAD_BINS) -> MicrobatchLaws:
     """Stationary laws of the microbatch loads (each the convolution of its slots' laws).
 
     Parameters
@@ -462,7 +462,7 @@ def microbatch_load_laws(workload, batch: int, *, microbatches: int,
 
 
 def gaussian_microbatch_laws(point: OperatingPoint, *, microbatches: int,
-                             bins: int = 2048) -> MicrobatchLaws:
+                             bins: int = LOAD_BINS) -> MicrobatchLaws:
     """Normal laws of the microbatch loads: the barrier model's approximation.
 
     Microbatch ``k`` of ``b_k`` independent stationary slots has load mean ``b_k theta``

@@ -19,6 +19,7 @@ import numpy as np
 from afdlib.costs import build_preset
 from afdlib.model import InstanceGPUs, Objective, OperatingPoint
 from afdlib.provision import (
+    LOAD_BINS,
     step_time_quantile_exact,
     step_time_quantile_gaussian,
     worker_load_law,
@@ -111,7 +112,7 @@ class QuantileCheck:
 
 def quantile_check(workload, point: OperatingPoint, ratio: int, *, steps: int = 200_000,
                    runs: int = 6, seed: int = 0, quantiles=(0.5, 0.99),
-                   bins: int = 2048) -> QuantileCheck:
+                   bins: int = LOAD_BINS) -> QuantileCheck:
     """Predicted step-time quantiles of a bundle against independent simulations.
 
     Parameters
