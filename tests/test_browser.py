@@ -165,6 +165,11 @@ CHECK_JS = r"""() => {
     const i = text.indexOf(pat);
     if (i >= 0) raw.push(JSON.stringify(text.slice(Math.max(0, i - 30), i + 30)));
   }
+  // display equations must fit the column, even on a phone (split long ones)
+  const mathwide = [...article.querySelectorAll('mjx-container[display="true"]')]
+    .filter(e => visible(e) && e.scrollWidth > e.clientWidth + 2)
+    .map(e => Math.round(e.scrollWidth - e.clientWidth) + ' px: ' +
+              (e.querySelector('mjx-assistive-mml') || e).textContent.slice(0, 50));
   const merr = document.querySelectorAll('mjx-merror').length;
   const brokenImgs = [...document.querySelectorAll('img')]
     .filter(i => i.complete && i.naturalWidth === 0).map(i => i.getAttribute('src').slice(0, 80));
@@ -177,7 +182,7 @@ CHECK_JS = r"""() => {
       e.getBoundingClientRect().right > innerWidth + 1 && e.children.length === 0)
       .slice(0, 5).map(e => e.tagName.toLowerCase() + '.' + [...e.classList].join('.') + ': ' +
                        (e.textContent || '').slice(0, 40)) : [];
-  return {page, wide: wide.slice(0, 10), nwide: wide.length, raw, merr, brokenImgs, errors, links, ids};
+  return {page, wide: wide.slice(0, 10), nwide: wide.length, mathwide, raw, merr, brokenImgs, errors, links, ids};
 }"""
 
 
@@ -258,6 +263,8 @@ def test_every_page_in_chromium(server, browser):
             where = f"{rel} @{width}px"
             problems += [f"wider than the column, not scrolling: {w}" for w in info["wide"]]
             problems += [f"page wider than the screen: {w}" for w in info["page"]]
+            problems += [f"display equation wider than the column: {w}"
+                         for w in info["mathwide"]]
             problems += [f"unrendered math near {r}" for r in info["raw"]]
             if info["merr"]:
                 problems.append(f"{info['merr']} MathJax errors")

@@ -70,6 +70,7 @@ from afdlib.study.rules import RULES, STEP_RULES, paper_r_star, rule_ratios, rul
 from afdlib.study.run import (
     COARSE_GRID,
     DEFAULT_SEED,
+    RELEVANT_REGRET,
     RunLength,
     RunPlan,
     SerialExecutor,
@@ -103,8 +104,8 @@ __all__ = [
     "Referee", "Resolved", "Setting", "build_workload", "default_settings", "finite_rows",
     "plain_coefficients", "resolve", "setting_seed", "write_plain_coefficients",
     "RULES", "STEP_RULES", "paper_r_star", "rule_ratios", "rules_for",
-    "COARSE_GRID", "DEFAULT_SEED", "RunLength", "RunPlan", "SerialExecutor", "SettingResult",
-    "as_executor", "run_setting", "run_study",
+    "COARSE_GRID", "DEFAULT_SEED", "RELEVANT_REGRET", "RunLength", "RunPlan", "SerialExecutor",
+    "SettingResult", "as_executor", "run_setting", "run_study",
     "RuleSummary", "StudyResult", "breakdown", "load_study", "referee_gap", "save_study",
     "within",
     "headline_rows", "headline_table_html", "ratio_set_text", "settings_table_html",

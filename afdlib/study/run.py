@@ -132,7 +132,7 @@ class RunPlan:
     """
 
     step: RunLength = field(default_factory=lambda: RunLength(60, 8_000, 30_000, 8, 24))
-    pipeline: RunLength = field(default_factory=lambda: RunLength(12, 3_000, 8_000, 8, 16))
+    pipeline: RunLength = field(default_factory=lambda: RunLength(12, 3_000, 8_000, 8, 64))
     replay: RunLength = field(default_factory=lambda: RunLength(20, 4_000, 8_000, 8, 12))
     target_halfwidth: float = 0.005
     max_ratio: int = 64
