@@ -364,6 +364,33 @@ def test_joint_search_with_a_preset_is_capped_by_kv_memory(capsys):
     assert d["best"]["batch"] <= cap and d["best"]["gpus"] == {"attention": 1, "ffn": 4}
 
 
+def test_a_preset_whose_linear_rules_leave_the_fitted_region_gets_a_warning(capsys):
+    # DeepSeek-V3 on H200 at B = 256 (the step-costs chapter's "where the lines mislead"):
+    # communication is flat up to a bend the linear coefficients do not have, so their
+    # optimum lies far from the curves' own best ratio, where they were fitted
+    from afdlib.costs import bundle_curves
+    from afdlib.model import InstanceGPUs, Objective
+
+    d = provision_json(capsys, "--theta", 599, "--load-std", 500, "--batch", 256,
+                       "--model", "deepseek-v3", "--hardware", "h200")
+    src = d["coefficients_source"]
+    curves = bundle_curves("deepseek-v3", "h200", batch=256, theta=599.0)
+    goal = Objective(kind="gpu", gpus=InstanceGPUs(**d["gpus"]))
+    per_gpu = [curves.throughput(batch=256, theta=599.0, ratio=r, objective=goal)
+               for r in range(1, 65)]
+    best_curves = 1 + int(np.argmax(per_gpu))  # the curves themselves, ratio by ratio
+    assert src["curves_best_ratio"] == best_curves == src["linearized_at"]["ratio"]
+    assert d["r_int_barrier"] >= best_curves + 2  # the lines run away from the curves
+    far = [w for w in d["warnings"] if "measured curves" in w]
+    assert len(far) == 1 and f"prefer r = {best_curves}" in far[0]
+    assert f"ratio {d['r_int_barrier']} is far from r = {best_curves}" in far[0]
+    # where the rules land at the fitted ratio, nothing is said
+    d = provision_json(capsys, "--theta", 2690, "--load-std", 2081, "--batch", 64,
+                       "--model", "qwen3-235b-a22b", "--hardware", "h200")
+    assert d["coefficients_source"]["curves_best_ratio"] == d["r_int_barrier"]
+    assert not [w for w in d["warnings"] if "measured curves" in w]
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--tpot-p99", "0"], "--tpot-p99: must be > 0"),
     (["--tpot-p99", "-0.01"], "--tpot-p99: must be > 0"),

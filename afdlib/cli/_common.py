@@ -330,9 +330,34 @@ class Costs:
             p = self.preset
             out.update(model=p.curves.model.name, hardware=_hardware_text(p),
                        linearized_at={"batch": p.batch, "theta": p.theta, "ratio": p.ratio},
+                       curves_best_ratio=p.curves_best_ratio,
                        routing=p.curves.routing, kv_memory={
                            "fits": p.memory.fits, "max_batch": p.memory.max_batch})
         return out
+
+
+#: A linear rule's ratio this far (relative) from the curves' best ratio, where a preset's
+#: coefficients are fitted, gets a warning.
+CURVES_GAP = 0.25
+
+
+def curves_warning(costs: Costs, ratio: int) -> str | None:
+    """A warning when a preset's linear rules land far from where the lines were fitted.
+
+    The preset's coefficients are tangents to its measured curves at the curves' best ratio
+    (mean field); a rule's best ratio more than :data:`CURVES_GAP` (and 2) away from it lies
+    where the lines may no longer follow the curves (communication that bends, a FFN past
+    its plateau).
+    """
+    p = costs.preset
+    if p is None or p.curves_best_ratio is None:
+        return None
+    best = p.curves_best_ratio
+    if abs(ratio - best) < max(2, CURVES_GAP * best):
+        return None
+    return (f"the linear rules' ratio {ratio} is far from r = {best}, the best ratio of the "
+            f"preset's measured curves, where its coefficients are fitted: the lines may not "
+            f"follow the curves there (a bend they do not have); prefer r = {best}")
 
 
 def _hardware_text(preset) -> str:
@@ -396,6 +421,8 @@ def resolve_costs(args, *, batch: int, theta: float, objective: str = "instance"
              "preset: the smallest instances that hold the weights and the KV cache")
     source = (f"preset {preset.curves.model.name} on {_hardware_text(preset)}, linearized at "
               f"B = {batch}, r = {preset.ratio:g}"
+              + (" (the best ratio of its measured curves)"
+                 if preset.curves_best_ratio is not None else "")
               + (f", {preset.curves.routing} MoE routing" if preset.curves.model.is_moe else ""))
     return Costs(preset.coefficients, preset.gpus, where, source,
                  dict(preset.curves.provenance), preset)

@@ -12,6 +12,7 @@ from afdlib.cli._common import (
     add_objective_arguments,
     add_trace_arguments,
     batch_range,
+    curves_warning,
     describe_costs,
     emit_json,
     estimate_warnings,
@@ -223,6 +224,9 @@ def run(args) -> int:
         return _run_joint(args, workload, warnings)
     costs, result = provision_at(args, workload, args.batch, microbatches=args.microbatches,
                                  intercepts=args.intercepts)
+    far = curves_warning(costs, result.r_int(result.best_rule))
+    if far is not None:
+        warnings = [*warnings, far]
     out = _header(workload, costs, result.to_dict(), warnings)
     if args.json:
         emit_json(out)

@@ -500,6 +500,11 @@ class PresetResult:
         How well the FFN line matches the curve there.
     memory : KVFeasibility
         Whether the B slots fit one Attention instance, and the largest B that does.
+    curves_best_ratio : int or None
+        The best integer ratio of the non-linear curves (mean field) when it was chosen as
+        the linearization point (``ratio`` not given), else None. The linear coefficients
+        are tangents there; a rule on them that lands far from it has left the region where
+        they follow the curves.
     """
 
     coefficients: StepCoefficients
@@ -510,6 +515,7 @@ class PresetResult:
     ffn_region: tuple
     ffn_linearization: FitQuality
     memory: KVFeasibility
+    curves_best_ratio: int | None = None
 
     @property
     def gpus(self) -> InstanceGPUs:
@@ -584,12 +590,14 @@ def build_preset(model: str | ModelSpec, hardware: str, *, batch: int | None = N
     if ratio is not None:
         ratio = check_number("ratio", ratio, minimum=0.0, strict=True)
     curves = bundle_curves(model, hardware, batch=batch, theta=theta, **kwargs)
+    curves_best = None
     if ratio is None:
         goal = _linearization_objective(objective, curves.gpus)
-        best, _ = best_integer_ratio(
+        curves_best, _ = best_integer_ratio(
             lambda r: curves.throughput(batch=batch, theta=theta, ratio=r, objective=goal),
             MAX_DEFAULT_RATIO)
-        ratio = float(best)
+        curves_best = int(curves_best)
+        ratio = float(curves_best)
     lo, hi = max(1.0, ratio / 2.0) * batch, max(2.0, 2.0 * ratio) * batch
     # a region lying wholly on the weight-streaming plateau would give a flat line (and
     # an unbounded r_peak): widen it until the FFN time rises by FFN_RISE across it
@@ -612,7 +620,7 @@ def build_preset(model: str | ModelSpec, hardware: str, *, batch: int | None = N
                             reserve=kwargs.get("reserve", DEFAULT_RESERVE))
     return PresetResult(coefficients=coeffs, curves=curves, batch=batch, theta=theta,
                         ratio=ratio, ffn_region=(lo, hi), ffn_linearization=quality,
-                        memory=memory)
+                        memory=memory, curves_best_ratio=curves_best)
 
 
 def preset_coefficients(model: str, hardware: str, *, batch: int | None = None,
