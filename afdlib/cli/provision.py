@@ -203,6 +203,13 @@ def provision_at(args, workload: Workload, batch: int, *, microbatches: int | No
     return costs, result
 
 
+def preset_warnings(costs, result) -> list[str]:
+    """What to say about a preset's coefficients at the result's ratio (see
+    :func:`afdlib.cli._common.curves_warning`)."""
+    far = curves_warning(costs, result.r_int(result.best_rule))
+    return [] if far is None else [far]
+
+
 def _header(workload: Workload, costs, result_dict: dict, warnings: list[str]) -> dict:
     out = dict(result_dict)
     out.update(workload.to_dict())
@@ -224,9 +231,7 @@ def run(args) -> int:
         return _run_joint(args, workload, warnings)
     costs, result = provision_at(args, workload, args.batch, microbatches=args.microbatches,
                                  intercepts=args.intercepts)
-    far = curves_warning(costs, result.r_int(result.best_rule))
-    if far is not None:
-        warnings = [*warnings, far]
+    warnings = [*warnings, *preset_warnings(costs, result)]
     out = _header(workload, costs, result.to_dict(), warnings)
     if args.json:
         emit_json(out)

@@ -68,7 +68,7 @@ def run(args) -> int:
     """Compute, simulate if asked, and write the page."""
     from pathlib import Path
 
-    from afdlib.cli.provision import provision_at, resolve_provision_workload
+    from afdlib.cli.provision import preset_warnings, provision_at, resolve_provision_workload
     from afdlib.report import Report, ratios_to_simulate, simulation_options, write_report
 
     out_path = Path(args.output)
@@ -81,6 +81,7 @@ def run(args) -> int:
     workload = resolve_provision_workload(args)
     warnings = estimate_warnings(workload.estimate) if workload.estimate is not None else []
     costs, result = provision_at(args, workload, args.batch)
+    warnings += preset_warnings(costs, result)
     sweep, settings = None, {}
     if args.simulate:
         from afdlib.sim import sweep as run_sweep
