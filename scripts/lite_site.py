@@ -79,14 +79,39 @@ def _needs_kernel_tables(nb: nbformat.NotebookNode) -> bool:
     return any("kerneldb" in cell.source for cell in nb.cells if cell.cell_type == "code")
 
 
+#: What a frame slider's stored output becomes in the lite notebooks.
+FRAMES_NOTE = ("*On the book's page this figure is a slider over {frames} precomputed frames. "
+               "Here, run the cells: the live version below has continuous sliders (running "
+               "this cell redraws every frame in your browser, which takes a while).*")
+
+
+def _frame_count(html: str) -> int:
+    return html.count("data:image/png;base64,")
+
+
+def _without_frames(cell) -> None:
+    """Replace a frame slider's stored output (its pictures, a megabyte, whose controls an
+    untrusted notebook would not run) by a note on where the sliders are."""
+    for i, output in enumerate(cell.get("outputs", [])):
+        html = output.get("data", {}).get("text/html", "")
+        html = "".join(html) if isinstance(html, list) else html
+        if 'class="afd-frame-slider"' in html:
+            note = FRAMES_NOTE.format(frames=_frame_count(html))
+            cell.outputs[i] = nbformat.v4.new_output(
+                "display_data", data={"text/markdown": note, "text/plain": note})
+
+
 def lite_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A chapter notebook as the lite site serves it: a setup cell first, Pyodide kernel.
 
     The setup cell installs afdlib and ipywidgets, and fastparquet (from Pyodide's
     distribution) only where the notebook reads kernel tables: the other chapters do not
-    load pandas.
+    load pandas. Frame sliders' stored pictures give way to a note (:data:`FRAMES_NOTE`).
     """
     out = copy.deepcopy(nb)
+    for cell in out.cells:
+        if cell.cell_type == "code":
+            _without_frames(cell)
     cell = nbformat.v4.new_code_cell(setup_source(kernel_tables=_needs_kernel_tables(nb)))
     cell.id = SETUP_TAG
     cell.metadata["tags"] = [SETUP_TAG, "remove-cell"]

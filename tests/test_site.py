@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib
 import nbformat
 import pytest
 
@@ -105,6 +107,33 @@ def test_lite_notebook_installs_afdlib_first_and_runs_on_pyodide():
     assert lite.cells[1:] == nb.cells
     # outside JupyterLite the setup cell does nothing, and compiles as top-level-await code
     compile(lite.cells[0].source, "<setup>", "exec", flags=0x2000)  # PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+
+def test_lite_notebooks_carry_a_note_instead_of_a_frame_sliders_pictures():
+    import matplotlib.pyplot as plt
+
+    from afdlib.widgets import frame_slider
+
+    matplotlib.use("Agg")
+
+    def plot(a):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([0, 1], [0, a])
+        return fig
+
+    html = frame_slider(plot, {"a": [1.0, 2.0, 3.0]}, caption="c", name="fig-t",
+                        guide="Move a.")._repr_html_()
+    widget = nbformat.v4.new_code_cell("frame_slider(...)")
+    widget.outputs = [nbformat.v4.new_output("display_data", data={"text/html": html,
+                                                                    "text/plain": "<w>"})]
+    other = nbformat.v4.new_code_cell("print(1)")
+    other.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    lite = lite_site.lite_notebook(_nb(widget, other))
+    note = lite.cells[1].outputs[0]["data"]
+    assert "3 precomputed frames" in note["text/markdown"]
+    assert "data:image" not in json.dumps(lite.cells[1].outputs)
+    assert lite.cells[2].outputs == other.outputs  # other outputs stay
+    assert widget.outputs[0]["data"]["text/html"] == html  # the book's copy is untouched
 
 
 def test_lite_setup_cell_is_a_no_op_outside_pyodide():
