@@ -55,8 +55,8 @@ from afdlib.study.rules import paper_r_star, rule_ratios, rules_for
 from afdlib.validate import check_int, check_number
 from afdlib.workload import JointLengths
 
-__all__ = ["COARSE_GRID", "DEFAULT_SEED", "RunLength", "RunPlan", "SettingResult",
-           "run_setting", "run_study", "SerialExecutor", "as_executor"]
+__all__ = ["COARSE_GRID", "DEFAULT_SEED", "RELEVANT_REGRET", "RunLength", "RunPlan",
+           "SettingResult", "run_setting", "run_study", "SerialExecutor", "as_executor"]
 
 #: The paper's grid of ratios.
 COARSE_GRID = (1, 2, 4, 8, 16, 24, 32)
