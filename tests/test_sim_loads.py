@@ -14,7 +14,7 @@ from scipy import stats
 
 from afdlib.costs import StepCoefficients
 from afdlib.errors import AfdInputError
-from afdlib.sim import Bundle, load_path, simulate_reference, simulate_step
+from afdlib.sim import Bundle, kernels, load_path, simulate_reference, simulate_step
 from afdlib.sim import loads as loads_module
 from afdlib.sim.bundle import worker_seeds
 from afdlib.sim.loads import LoadStream, renewal_block, row_digits, uniform_rows
@@ -236,6 +236,16 @@ def test_uniform_rows_are_uniform_and_independent():
     assert stats.chisquare(np.bincount(biased, minlength=n)).pvalue < 1e-4
 
 
+def _dealt(compiled, *args, **kwargs):
+    """``load_path(*args, **kwargs)`` with the compiled loops on or off."""
+    previous = kernels.use_compiled(compiled)
+    try:
+        assert kernels.enabled() == compiled  # numba is a dependency of the tests
+        return load_path(*args, **kwargs)
+    finally:
+        kernels.use_compiled(previous)
+
+
 def _walk_resampled(workload, seeds, batch, steps, slot_group, init, chunk=None):
     """Loads and renewals from a plain walk of the requests each slot is dealt.
 
@@ -289,17 +299,21 @@ def _walk_resampled(workload, seeds, batch, steps, slot_group, init, chunk=None)
     return loads, requests
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), workers=st.integers(1, 3), batch=st.integers(1, 5),
        steps=st.integers(1, 50), init=st.sampled_from(["stationary", "cold"]),
-       kind=st.sampled_from(["trace", "wide trace", "unpacked trace", "laws"]))
-def test_resampled_loads_equal_a_walk_of_the_dealt_requests(data, workers, batch, steps,
-                                                            init, kind):
+       kind=st.sampled_from(["trace", "wide trace", "unpacked trace", "laws", "huge laws"]))
+def test_resampled_loads_equal_a_walk_of_the_dealt_requests(compiled, data, workers, batch,
+                                                            steps, init, kind):
     # "wide": prompts too large for the int32 path; "unpacked": prompt and decode too
-    # large to share one int64; short runs with long requests also exercise the rounds
-    # that run past a row's discard columns (clamped)
+    # large to share one int64 (the compiled loops then leave the trace to numpy; "huge
+    # laws" the same for a round of drawn requests); short runs with long requests also
+    # exercise the rounds that run past a row's discard columns (clamped)
     if kind == "laws":
         w = IndependentLengths(Uniform(0, 30), Geometric(4))
+    elif kind == "huge laws":
+        w = IndependentLengths(Deterministic(2 ** 58), Geometric(4))
     else:
         n = data.draw(st.integers(1, 6))
         prompt = np.array(data.draw(st.lists(st.integers(0, 40), min_size=n, max_size=n)))
@@ -312,7 +326,7 @@ def test_resampled_loads_equal_a_walk_of_the_dealt_requests(data, workers, batch
         w = JointLengths(prompt, decode)
     slot_group = data.draw(st.lists(st.integers(0, 2), min_size=batch, max_size=batch))
     seeds = worker_seeds(data.draw(st.integers(0, 10 ** 6)), workers)
-    path = load_path(w, seeds, batch, steps, slot_group=slot_group, init=init)
+    path = _dealt(compiled, w, seeds, batch, steps, slot_group=slot_group, init=init)
     loads, requests = _walk_resampled(w, seeds, batch, steps, slot_group, init)
     assert path.loads.tolist() == [[float(x) for x in row] for row in loads]
     assert path.requests == requests
@@ -326,22 +340,25 @@ def test_resampled_loads_equal_a_walk_of_the_dealt_requests(data, workers, batch
     # many rounds with different numbers of active slots per worker
     ([1, 2, 3, 4, 5], [1, 1, 2, 5, 9], 5, 400, "stationary"),
 ])
-def test_resampled_loads_equal_the_walk_in_corner_cases(prompt, decode, batch, steps, init):
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_resampled_loads_equal_the_walk_in_corner_cases(prompt, decode, batch, steps, init,
+                                                        compiled):
     w = JointLengths(np.array(prompt), np.array(decode))
     seeds = worker_seeds(17, 3)
     group = [i % 2 for i in range(batch)]
-    path = load_path(w, seeds, batch, steps, slot_group=group, init=init)
+    path = _dealt(compiled, w, seeds, batch, steps, slot_group=group, init=init)
     loads, requests = _walk_resampled(w, seeds, batch, steps, group, init)
     assert path.loads.tolist() == [[float(x) for x in row] for row in loads]
     assert path.requests == requests > 0
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), workers=st.integers(1, 3), batch=st.integers(1, 5),
        steps=st.integers(2, 60), init=st.sampled_from(["stationary", "cold"]),
        kind=st.sampled_from(["trace", "wide trace", "laws"]))
-def test_chunked_resampled_loads_equal_a_walk_dealt_chunk_by_chunk(data, workers, batch,
-                                                                   steps, init, kind):
+def test_chunked_resampled_loads_equal_a_walk_dealt_chunk_by_chunk(compiled, data, workers,
+                                                                   batch, steps, init, kind):
     # chunks of 1 .. steps steps: the slots' state, the groups' loads and the requests
     # dealt in one chunk that start in a later one carry over exactly
     if kind == "laws":
@@ -354,7 +371,8 @@ def test_chunked_resampled_loads_equal_a_walk_dealt_chunk_by_chunk(data, workers
     chunk = data.draw(st.integers(1, steps))
     group = data.draw(st.lists(st.integers(0, 2), min_size=batch, max_size=batch))
     seeds = worker_seeds(data.draw(st.integers(0, 10 ** 6)), workers)
-    path = load_path(w, seeds, batch, steps, slot_group=group, init=init, chunk_steps=chunk)
+    path = _dealt(compiled, w, seeds, batch, steps, slot_group=group, init=init,
+                  chunk_steps=chunk)
     loads, requests = _walk_resampled(w, seeds, batch, steps, group, init, chunk=chunk)
     assert path.loads.tolist() == [[float(x) for x in row] for row in loads]
     assert path.requests == requests

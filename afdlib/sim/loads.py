@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from afdlib.errors import AfdInputError
+from afdlib.sim import kernels
 from afdlib.sim.bundle import check_int, check_workload
 from afdlib.workload import JointLengths, sample_stationary_slots
 
@@ -518,8 +519,27 @@ class _TraceRows:
         self.dtype = np.dtype(np.int32 if narrow else np.int64)
         self.packed = narrow or int(prompt.max()) < 2 ** (62 - self.shift)
         if self.packed:
-            self.table = ((prompt.astype(np.int64) << self.shift) | decode).astype(self.dtype)
+            self.wide = (prompt.astype(np.int64) << self.shift) | decode
+            self.table = self.wide.astype(self.dtype)
         self.prompt, self.decode = prompt, decode
+
+    def draw_packed(self, rngs, counts, k, buffers):
+        """The requests of :meth:`draw` (the same draws), packed as ``(P << shift) | D``
+        in one int64 each, ``k`` per slot one slot after another (compiled code):
+        ``(entries, shift, None)``; ``(None, 0, draw(...))`` where the rows are not
+        packed."""
+        if not self.packed:
+            return None, 0, self.draw(rngs, counts, k, buffers)
+        d, n = self.digits, self.n
+        busy = [(rng, c * k // d) for rng, c in zip(rngs, counts, strict=True) if c]
+        starts = np.zeros(len(busy) + 1, dtype=np.int64)
+        np.cumsum([m for _, m in busy], out=starts[1:])
+        draws = buffers.get("draws", int(starts[-1]), np.int64)
+        for (rng, m), at in zip(busy, starts.tolist(), strict=False):
+            draws[at:at + m] = rng.integers(0, n ** d, m)
+        out = buffers.get("entries", d * int(starts[-1]), np.int64)
+        kernels.trace_entries(draws, starts, n, d, self.wide, out)
+        return out, self.shift, None
 
     def draw(self, rngs, counts, k, buffers):
         """Prompts and decode steps of ``k`` fresh requests for ``counts[w]`` slots of
@@ -580,6 +600,19 @@ class _LawRequests:
                 at += c * k
         return prompt.reshape(-1, k), decode.reshape(-1, k)
 
+    def draw_packed(self, rngs, counts, k, buffers):
+        """The requests of :meth:`draw`, packed as ``(P << shift) | D`` in one int64
+        each: ``(entries, shift, None)``, or ``(None, 0, (prompt, decode))`` where they do
+        not fit in 63 bits."""
+        prompt, decode = self.draw(rngs, counts, k, buffers)
+        shift = int(decode.max()).bit_length()
+        if int(prompt.max()) >= 1 << (62 - shift):
+            return None, 0, (prompt, decode)
+        out = buffers.get("entries", prompt.size, np.int64).reshape(prompt.shape)
+        np.left_shift(prompt, shift, out=out)
+        np.bitwise_or(out, decode, out=out)
+        return out.reshape(-1), shift, None
+
 
 def _request_source(workload, group_max, ctx0, rem0):
     if isinstance(workload, JointLengths):
@@ -633,29 +666,56 @@ class _Resample:
         row_of = self.group_of * width
         self._apply_pending(out, width, c0, c1)
         k = _round_length(steps, self.batch, self.moments, self.source.digits)
-        start, base = self.start, self.base
+        start = self.start
+        compiled = kernels.enabled()
         while True:
             act = np.flatnonzero(start < c1)
             if act.size == 0:
                 return out.reshape(self.groups, width), None, None
-            a = act.size
             counts = np.diff(np.searchsorted(act, self.edges)).tolist()
-            first, offset = start[act] - c0, row_of[act]
-            prompt, decode = self.source.draw(self.rngs, counts, k, buffers)
-            # request 0 of slot i starts at first[i], jumping from base[i] to its prompt
-            np.add.at(out, offset + first, (prompt[:, 0] - base[act]).astype(out.dtype))
-            base[act] = prompt[:, -1] + decode[:, -1]
-            jump = buffers.get("jump", a * k).reshape(a, k)
-            when = renewal_block(first + offset, prompt, decode, jump,
-                                 buffers.get("when", a * k, np.int64).reshape(a, k))
-            start[act] = when[:, -1] - offset + c0
-            bound = offset + steps
-            if not last:
-                self._keep(when, jump, bound, act, offset, c0)
-            # the round's first requests, and those of its blocks before the chunk's end
-            lead = int(np.count_nonzero(when[:, -1] < bound))
-            self.count += a - lead + _count_and_clamp(when, bound, offset + width)
-            np.add.at(out, when.reshape(-1), jump.reshape(-1))
+            if compiled:
+                entries, shift, drawn = self.source.draw_packed(self.rngs, counts, k, buffers)
+                if entries is not None:
+                    self._deal_compiled(entries, shift, k, act, row_of, c0, steps, last,
+                                        out, buffers)
+                    continue
+            else:
+                drawn = self.source.draw(self.rngs, counts, k, buffers)
+            self._deal(*drawn, k, act, row_of, c0, steps, width, last, out, buffers)
+
+    def _deal(self, prompt, decode, k, act, row_of, c0, steps, width, last, out, buffers):
+        """A round in numpy: ``prompt`` and ``decode`` (a, k) are the requests of the
+        active slots ``act``; their jumps go to ``out``, the slots' state moves on."""
+        start, base = self.start, self.base
+        a = act.size
+        first, offset = start[act] - c0, row_of[act]
+        # request 0 of slot i starts at first[i], jumping from base[i] to its prompt
+        np.add.at(out, offset + first, (prompt[:, 0] - base[act]).astype(out.dtype))
+        base[act] = prompt[:, -1] + decode[:, -1]
+        jump = buffers.get("jump", a * k).reshape(a, k)
+        when = renewal_block(first + offset, prompt, decode, jump,
+                             buffers.get("when", a * k, np.int64).reshape(a, k))
+        start[act] = when[:, -1] - offset + c0
+        bound = offset + steps
+        if not last:
+            self._keep(when, jump, bound, act, offset, c0)
+        # the round's first requests, and those of its blocks before the chunk's end
+        lead = int(np.count_nonzero(when[:, -1] < bound))
+        self.count += a - lead + _count_and_clamp(when, bound, offset + width)
+        np.add.at(out, when.reshape(-1), jump.reshape(-1))
+
+    def _deal_compiled(self, entries, shift, k, act, row_of, c0, steps, last, out, buffers):
+        """The same round in compiled code (:func:`afdlib.sim.kernels.deal_round`), from
+        the requests packed one integer each."""
+        size = 0 if last else act.size * (k - 1)
+        pending = tuple(buffers.get(name, size, np.int64)
+                        for name in ("kept_step", "kept_group", "kept_jump"))
+        started, kept = kernels.deal_round(entries, k, shift, act, row_of, self.group_of,
+                                           c0, steps, self.base, self.start, out, not last,
+                                           pending)
+        self.count += started
+        if kept:
+            self._pending.append(tuple(x[:kept].copy() for x in pending))
 
     def _keep(self, when, jump, bound, act, offset, c0):
         """Keep the requests of the blocks that start at or after the chunk's end."""

@@ -1,0 +1,113 @@
+"""The numba code behind :mod:`afdlib.sim.kernels` (imported by it, only where numba is).
+
+See :func:`afdlib.sim.kernels.trace_entries` and :func:`afdlib.sim.kernels.deal_round` for
+what the two functions compute; this module holds their compiled bodies only.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# cached beside this file; no bounds checks (the callers size every array), unsigned
+# indices where they cannot be negative (no wraparound test either)
+_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+
+
+@_jit
+def _split(v, d, inv):
+    """``(v // d, v % d)`` for ``0 <= v < 2**63`` from a floating-point quotient, exactly.
+
+    The float quotient is within one of the exact one (``v < 2**63`` and ``v / d < 2**32``
+    here), so one correction step makes it exact."""
+    q = np.int64(v * inv)
+    r = v - q * d
+    if r < 0:
+        q -= 1
+        r += d
+    elif r >= d:
+        q += 1
+        r -= d
+    return q, r
+
+
+@_jit
+def trace_entries(draws, starts, n, digits, table, out):
+    n2 = n * n
+    inv1 = 1.0 / n
+    inv2 = 1.0 / n2
+    for b in range(starts.size - 1):
+        s0 = starts[b]
+        m = starts[b + 1] - s0
+        at = np.uint64(s0 * digits)
+        step = np.uint64(m)
+        for t in range(m):
+            x = draws[np.uint64(s0 + t)]
+            i = at + np.uint64(t)
+            if digits == 4:
+                # x = hi n^2 + lo, hi = d3 n + d2, lo = d1 n + d0
+                hi, lo = _split(x, n2, inv2)
+                h1, h0 = _split(hi, n, inv1)
+                l1, l0 = _split(lo, n, inv1)
+                out[i] = table[np.uint64(h1)]
+                out[i + step] = table[np.uint64(l1)]
+                out[i + 2 * step] = table[np.uint64(h0)]
+                out[i + 3 * step] = table[np.uint64(l0)]
+            elif digits == 2:
+                x1, x0 = _split(x, n, inv1)
+                out[i] = table[np.uint64(x1)]
+                out[i + step] = table[np.uint64(x0)]
+            else:
+                out[i] = table[np.uint64(x)]
+
+
+@_jit
+def deal_round(entries, k, shift, act, row_of, group_of, c0, steps, base, start, out,
+               keep, p_step, p_group, p_jump):
+    mask = (np.int64(1) << shift) - 1
+    started = 0
+    kept = 0
+    for i in range(act.size):
+        s = act[i]
+        row = row_of[s]
+        at = i * k
+        t = start[s] - c0  # the first request's start, inside the chunk
+        e = entries[at]
+        p = e >> shift
+        d = e & mask
+        out[np.uint64(row + t)] += p - base[s]
+        j = 1
+        while j < k:  # request j starts where request j - 1 ends
+            t += d
+            if t >= steps:
+                break
+            e = entries[at + j]
+            following = e >> shift
+            out[np.uint64(row + t)] += following - (p + d)
+            p = following
+            d = e & mask
+            j += 1
+        started += j
+        if j < k:  # request j (t >= steps) and those after it start after the chunk
+            if keep:
+                while j < k:
+                    e = entries[at + j]
+                    following = e >> shift
+                    p_step[kept] = t + c0
+                    p_group[kept] = group_of[s]
+                    p_jump[kept] = following - (p + d)
+                    kept += 1
+                    p = following
+                    d = e & mask
+                    j += 1
+                    t += d
+                t -= d  # back to the last request's start
+            else:
+                for jj in range(j, k - 1):
+                    t += entries[at + jj] & mask
+                e = entries[at + k - 1]
+                p = e >> shift
+                d = e & mask
+        base[s] = p + d
+        start[s] = t + d + c0
+    return started, kept

@@ -1,0 +1,133 @@
+"""Compiled inner loops of the load stream (numba), used where numba is installed.
+
+For short requests (a few tens of decode steps) a run is mostly per-request work: turning
+bounded random draws into trace rows and dealing each round of requests to its slots
+(:class:`afdlib.sim.loads.LoadStream`). In numpy that takes about ten passes over the
+round's arrays (digit split, gather, unpacking, the jumps, a cumulative sum per slot, a
+scatter-add, the count and clamp at the chunk's end). The two loops here do it in two
+passes:
+
+* :func:`trace_entries`: the base-``n`` digits of each draw (:func:`uniform_rows`'s layout)
+  looked up in a trace's packed table, one integer ``(P << shift) | D`` per request;
+* :func:`deal_round`: each slot's requests back to back from its next start step, the
+  load jump of each request that starts inside the chunk added to its group's cell, the
+  others kept for later chunks (or dropped at the run's end).
+
+They are the compiled twins of numpy code in :mod:`afdlib.sim.loads`, which runs where
+numba is absent (in the browser, under Pyodide) or when the environment variable
+``AFDLIB_NUMBA`` is ``0``. Both are integer arithmetic on the same draws of the same
+generators, so they give the same loads, bit for bit (``tests/test_sim_kernels.py``
+checks it on random workloads, both ways, and the engines' results with either).
+
+numba is imported on first use (not with :mod:`afdlib`), and the compiled code is cached
+beside :mod:`afdlib.sim._jit` (which holds it), so a later process loads it in about a tenth of a second.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+import numpy as np
+
+__all__ = ["compiled", "deal_round", "enabled", "trace_entries", "use_compiled"]
+
+_switch = {"on": os.environ.get("AFDLIB_NUMBA", "1").strip() != "0"}
+
+
+def use_compiled(on: bool) -> bool:
+    """Turn the compiled loops on or off for this process; returns the previous setting.
+
+    Off, or with numba absent, :mod:`afdlib.sim.loads` runs its numpy code (same results).
+    """
+    previous = _switch["on"]
+    _switch["on"] = bool(on)
+    return previous
+
+
+def enabled() -> bool:
+    """Whether the load stream runs the compiled loops (switched on and numba importable)."""
+    return _switch["on"] and compiled() is not None
+
+
+@cache
+def compiled():
+    """The compiled functions ``(trace_entries, deal_round)``, or None without numba."""
+    try:
+        from afdlib.sim import _jit
+    except ImportError:  # no numba (e.g. Pyodide): the numpy code runs instead
+        return None
+    return _jit.trace_entries, _jit.deal_round
+
+
+def trace_entries(draws, starts, n: int, digits: int, table, out) -> None:
+    """Packed trace rows of the requests of a round, from bounded draws (in place).
+
+    Parameters
+    ----------
+    draws : ndarray of int64
+        The draws of the round's busy workers, worker after worker: those of busy worker
+        ``b`` are ``draws[starts[b]:starts[b + 1]]``, each uniform on ``0 .. n**digits - 1``.
+    starts : ndarray of int64, shape (busy + 1,)
+        Offsets of the workers' draws in ``draws`` (``starts[0] = 0``).
+    n : int
+        Rows of the trace, ``n**digits < 2**63`` (see :func:`afdlib.sim.loads.row_digits`).
+    digits : {1, 2, 4}
+        Rows per draw: its base-``n`` digits.
+    table : ndarray of int64, shape (n,)
+        The trace's rows packed as ``(P << shift) | D``.
+    out : ndarray of int64, shape (digits * starts[-1],)
+        Output: ``table[row]`` of each request, laid out as
+        :func:`afdlib.sim.loads.uniform_rows` lays out its rows (worker ``b``'s block
+        holds digit ``q`` of each of its ``m`` draws in a run of ``m`` entries; digits in
+        the order 3, 1, 2, 0 for four, 1, 0 for two).
+    """
+    compiled()[0](draws, np.asarray(starts, dtype=np.int64), n, digits, table, out)
+
+
+def deal_round(entries, k: int, shift: int, act, row_of, group_of, c0: int, steps: int,
+               base, start, out, keep: bool, pending) -> tuple[int, int]:
+    """Deal ``k`` requests to each active slot: their load jumps inside the chunk.
+
+    Slot ``act[i]`` runs the requests ``entries[i*k:(i+1)*k]`` (packed ``(P << shift) |
+    D``) back to back from step ``start[act[i]]``. The first one's jump is its prompt
+    minus ``base`` (the context the previous request would have reached), each later
+    one's the difference of its prompt and its predecessor's ``P + D``; a jump at step
+    ``c0 + t`` with ``t < steps`` is added to ``out[row_of[slot] + t]``.
+
+    Parameters
+    ----------
+    entries : ndarray of int64, shape (len(act) * k,)
+    k : int
+        Requests per slot, >= 1.
+    shift : int
+        Bits of ``D`` in an entry.
+    act : ndarray of int64
+        The slots that get requests (their next start is before the chunk's end).
+    row_of : ndarray of int64
+        Offset in ``out`` of each slot's group row.
+    group_of : ndarray of int64
+        Group of each slot.
+    c0, steps : int
+        First step of the chunk and its length.
+    base, start : ndarray of int64, shape (slots,)
+        Each slot's continued context and next start step (absolute); **updated** to the
+        values after the dealt requests.
+    out : ndarray of int32 or int64
+        The chunk's cells (its groups' rows of at least ``steps`` columns); **added to**.
+    keep : bool
+        Keep the requests that start at or after the chunk's end (else they are dropped:
+        the run ends with this chunk).
+    pending : tuple of three ndarrays of int64, each of at least ``len(act) * (k - 1)``
+        entries when ``keep``
+        Output: absolute start step, group and jump of each kept request.
+
+    Returns
+    -------
+    started : int
+        Requests dealt that start inside the chunk (those of ``pending`` excluded).
+    kept : int
+        Entries written to ``pending``.
+    """
+    return compiled()[1](entries, k, shift, act, row_of, group_of, c0, steps, base, start,
+                         out, keep, *pending)
