@@ -61,6 +61,7 @@ __all__ = [
     "HEAVY_SHARE",
     "decode_steps_from_output",
     "sample_stationary_slots",
+    "sample_stationary_slots_of",
     "slot_load_path",
     "stationary_load_pmf",
     "check_workload",
@@ -262,7 +263,11 @@ def _normalized_cdf(weights: np.ndarray) -> np.ndarray:
 
 
 def _draw_indices(rng: np.random.Generator, cdf: np.ndarray, size: int) -> np.ndarray:
-    u = rng.random(size)
+    return _indices_of(cdf, rng.random(size))
+
+
+def _indices_of(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Indices drawn by the uniforms ``u`` from the law with the cumulative ``cdf``."""
     return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
 
 
@@ -999,9 +1004,42 @@ def sample_stationary_slots(workload: Workload, rng: np.random.Generator,
     remaining : ndarray of int64
         Decode steps the request still has, this one included, ``D - j`` (>= 1).
     """
+    return sample_stationary_slots_of(workload, [rng], size)
+
+
+def sample_stationary_slots_of(workload: Workload, rngs, size: int) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """:func:`sample_stationary_slots` for each generator of ``rngs``, concatenated.
+
+    The same values as one call per generator, in order (each generator draws its
+    requests, then their positions), computed together (the engines' initial state: one
+    generator per Attention worker).
+
+    Parameters
+    ----------
+    workload : IndependentLengths or JointLengths
+    rngs : sequence of numpy.random.Generator
+    size : int
+        Slots per generator.
+
+    Returns
+    -------
+    context, remaining : ndarray of int64, shape (len(rngs) * size,)
+        As for :func:`sample_stationary_slots`, generator after generator.
+    """
     size = check_int("size", size, minimum=0)
-    prompt, decode = workload.sample_length_biased_requests(rng, size)
-    position = np.floor(rng.random(size) * decode).astype(np.int64)
+    if not rngs:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if isinstance(workload, JointLengths):
+        # a generator's requests, then their positions: 2 * size uniforms in a row
+        u = np.stack([rng.random(2 * size) for rng in rngs]).reshape(len(rngs), 2, size)
+        rows = _indices_of(workload._biased_cdf, u[:, 0].reshape(-1))
+        prompt, decode, at = workload.prompt[rows], workload.decode[rows], u[:, 1].reshape(-1)
+    else:
+        parts = [(*workload.sample_length_biased_requests(rng, size), rng.random(size))
+                 for rng in rngs]
+        prompt, decode, at = (np.concatenate(x) for x in zip(*parts, strict=True))
+    position = np.floor(at * decode).astype(np.int64)
     position = np.minimum(position, decode - 1)
     return prompt + position, decode - position
 

@@ -76,6 +76,23 @@ def test_the_floating_point_division_is_exact(divisor, data):
     assert _jit._split(value, divisor, 1.0 / divisor) == divmod(value, divisor)
 
 
+@pytest.mark.parametrize("divisor", [*range(1, 40), 8819, 30731, 55108])
+def test_the_test_free_division_is_exact_below_the_square(divisor):
+    # the four-digit split's second stage: dividends below divisor**2, divisors below 2**16,
+    # all dividends for small divisors, else every multiple and its neighbours
+    from afdlib.sim import _jit
+
+    top = divisor * divisor
+    if top <= 40 * 40:
+        values = range(top)
+    else:
+        multiples = range(0, top, divisor)
+        values = sorted({v + e for v in multiples for e in (-1, 0, 1) if 0 <= v + e < top})
+        values += np.random.default_rng(divisor).integers(0, top, 2000).tolist()
+    inv = 1.0 / divisor
+    assert all(_jit._split_small(v, divisor, inv) == divmod(v, divisor) for v in values)
+
+
 def _same_result(a, b) -> None:
     for f in fields(a):
         x, y = getattr(a, f.name), getattr(b, f.name)

@@ -32,6 +32,17 @@ def _split(v, d, inv):
 
 
 @_jit
+def _split_small(v, d, inv):
+    """``(v // d, v % d)`` for ``0 <= v < d**2``, ``d < 2**16``, exactly and without a test.
+
+    ``(v + 1/2) / d`` is at least ``1 / (2 d)`` from every integer, and its floating-point
+    value (``v + 1/2`` is exact, two roundings of relative size ``2**-53``) is within
+    ``(d + 1) 2**-51`` of it, less than that distance: its integer part is the quotient."""
+    q = np.int64((v + 0.5) * inv)
+    return q, v - q * d
+
+
+@_jit
 def trace_entries(draws, starts, n, digits, table, out):
     n2 = n * n
     inv1 = 1.0 / n
@@ -39,26 +50,28 @@ def trace_entries(draws, starts, n, digits, table, out):
     for b in range(starts.size - 1):
         s0 = starts[b]
         m = starts[b + 1] - s0
-        at = np.uint64(s0 * digits)
-        step = np.uint64(m)
-        for t in range(m):
-            x = draws[np.uint64(s0 + t)]
-            i = at + np.uint64(t)
-            if digits == 4:
+        at = s0 * digits
+        # one loop per number of digits (the test stays out of the loops)
+        if digits == 4:
+            for t in range(m):
                 # x = hi n^2 + lo, hi = d3 n + d2, lo = d1 n + d0
-                hi, lo = _split(x, n2, inv2)
-                h1, h0 = _split(hi, n, inv1)
-                l1, l0 = _split(lo, n, inv1)
+                hi, lo = _split(draws[np.uint64(s0 + t)], n2, inv2)
+                h1, h0 = _split_small(hi, n, inv1)
+                l1, l0 = _split_small(lo, n, inv1)
+                i = np.uint64(at + t)
                 out[i] = table[np.uint64(h1)]
-                out[i + step] = table[np.uint64(l1)]
-                out[i + 2 * step] = table[np.uint64(h0)]
-                out[i + 3 * step] = table[np.uint64(l0)]
-            elif digits == 2:
-                x1, x0 = _split(x, n, inv1)
+                out[i + np.uint64(m)] = table[np.uint64(l1)]
+                out[i + np.uint64(2 * m)] = table[np.uint64(h0)]
+                out[i + np.uint64(3 * m)] = table[np.uint64(l0)]
+        elif digits == 2:
+            for t in range(m):
+                x1, x0 = _split(draws[np.uint64(s0 + t)], n, inv1)
+                i = np.uint64(at + t)
                 out[i] = table[np.uint64(x1)]
-                out[i + step] = table[np.uint64(x0)]
-            else:
-                out[i] = table[np.uint64(x)]
+                out[i + np.uint64(m)] = table[np.uint64(x0)]
+        else:
+            for t in range(m):
+                out[np.uint64(at + t)] = table[np.uint64(draws[np.uint64(s0 + t)])]
 
 
 @_jit

@@ -27,10 +27,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from afdlib.errors import AfdInputError
-from afdlib.sim.streaming import MAX_BATCHES, MIN_BATCHES
+from afdlib.sim.streaming import MAX_BATCHES, MIN_BATCHES, t_quantile
 
 __all__ = ["Screening", "screen_to_the_best", "paired_batches", "RULE"]
 
@@ -103,7 +102,7 @@ def screen_to_the_best(values, batches, *, confidence: float = 0.95,
         kept[best] = True
         return Screening(kept, 0, math.nan, math.nan, np.full(k, math.nan))
     level = 1.0 - (1.0 - confidence) / (k - 1)  # Bonferroni over the best's k - 1 comparisons
-    t = float(stats.t.ppf(level, n - 1))
+    t = t_quantile(level, n - 1)
     centered = batches - batches.mean(axis=1, keepdims=True)
     var = np.einsum("ij,ij->i", centered, centered) / (n - 1)
     tol = 1e-12 * np.abs(values).max()  # rounding, for deterministic runs

@@ -55,7 +55,7 @@ import numpy as np
 from afdlib.errors import AfdInputError
 from afdlib.sim import kernels
 from afdlib.sim.bundle import check_int, check_workload
-from afdlib.workload import JointLengths, sample_stationary_slots
+from afdlib.workload import JointLengths, sample_stationary_slots_of
 
 __all__ = ["CHUNK_STEPS", "SINGLE_CHUNK_STEPS", "LoadChunk", "LoadPath", "LoadStream", "load_path",
            "release_work_arrays", "renewal_block", "row_digits", "uniform_rows"]
@@ -245,15 +245,12 @@ def _split_digits(x, n, d, out, scratch):
 def _initial_state(workload, seeds, batch, init):
     """Per-worker generators and the slots' initial contexts and remaining decode steps."""
     rngs = [np.random.default_rng(s) for s in seeds]
-    ctx, rem = [], []
-    for rng in rngs:
-        if init == "stationary":
-            c, r = sample_stationary_slots(workload, rng, batch)
-        else:
-            c, r = workload.sample_requests(rng, batch)
-        ctx.append(np.asarray(c, dtype=np.int64))
-        rem.append(np.asarray(r, dtype=np.int64))
-    return rngs, np.concatenate(ctx), np.concatenate(rem)
+    if init == "stationary":
+        ctx, rem = sample_stationary_slots_of(workload, rngs, batch)
+    else:
+        ctx, rem = (np.concatenate(x) for x in zip(
+            *(workload.sample_requests(rng, batch) for rng in rngs), strict=True))
+    return rngs, ctx.astype(np.int64, copy=False), rem.astype(np.int64, copy=False)
 
 
 class LoadStream:
@@ -654,20 +651,21 @@ class _Resample:
 
     def chunk(self, c0, c1, last, buffers):
         """Jumps of steps ``c0 .. c1 - 1``: ``(cells, None, None)``, ``cells`` of shape
-        ``(groups, 2 (c1 - c0) + 1)`` (the columns from ``c1 - c0`` on are discarded)."""
+        ``(groups, width)``, ``width > c1 - c0`` (the columns from ``c1 - c0`` on are
+        discarded)."""
         steps = c1 - c0
-        # row g holds group g's jumps at the chunk's steps, then as many columns again
-        # that collect the requests starting at or after its end (discarded), so that a
-        # round of requests rarely needs clamping; integers, so the scatter-adds are
-        # exact and fast
-        width = 2 * steps + 1
+        compiled = kernels.enabled()
+        # row g holds group g's jumps at the chunk's steps, then (numpy) as many columns
+        # again that collect the requests starting at or after its end (discarded), so
+        # that a round of requests rarely needs clamping; integers, so the scatter-adds
+        # are exact and fast. The compiled loops add no jump past the chunk's end.
+        width = steps + 1 if compiled else 2 * steps + 1
         out = buffers.get("cells", self.groups * width)
         out[:] = 0
         row_of = self.group_of * width
         self._apply_pending(out, width, c0, c1)
         k = _round_length(steps, self.batch, self.moments, self.source.digits)
         start = self.start
-        compiled = kernels.enabled()
         while True:
             act = np.flatnonzero(start < c1)
             if act.size == 0:

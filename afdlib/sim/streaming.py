@@ -23,6 +23,7 @@ Units are those of the series (here: seconds of step time).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -31,10 +32,17 @@ from scipy import stats
 from afdlib.errors import AfdInputError
 
 __all__ = ["Moments", "BatchSeries", "LogHistogram", "MIN_BATCHES", "MAX_BATCHES",
-           "batch_means", "autocorrelation_time"]
+           "batch_means", "autocorrelation_time", "t_quantile"]
 
 #: Bounds on the automatic number of batches of a batch-means interval.
 MIN_BATCHES, MAX_BATCHES = 5, 20
+
+
+@lru_cache(maxsize=1024)
+def t_quantile(level: float, dof: int) -> float:
+    """The ``level``-quantile of Student's t with ``dof`` degrees of freedom (cached: the
+    intervals of every run ask for the same few)."""
+    return float(stats.t.ppf(level, dof))
 
 
 def batch_means(x, n_batches: int | None = None,
@@ -72,7 +80,7 @@ def batch_means(x, n_batches: int | None = None,
     tail = x[x.size - size * n_batches:]  # drop the oldest remainder
     means = tail.reshape(n_batches, size).mean(axis=1)
     se = float(means.std(ddof=1)) / math.sqrt(n_batches)
-    q = float(stats.t.ppf(0.5 + confidence / 2.0, n_batches - 1))
+    q = t_quantile(0.5 + confidence / 2.0, n_batches - 1)
     return mean, mean - q * se, mean + q * se
 
 
@@ -337,7 +345,7 @@ class BatchSeries:
         tail = self._sums[self._k - q * n_batches:self._k]
         means = tail.reshape(n_batches, q).sum(axis=1) / (q * self.granularity)
         se = float(means.std(ddof=1)) / math.sqrt(n_batches)
-        t = float(stats.t.ppf(0.5 + confidence / 2.0, n_batches - 1))
+        t = t_quantile(0.5 + confidence / 2.0, n_batches - 1)
         return mean, mean - t * se, mean + t * se
 
 

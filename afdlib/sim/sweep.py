@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from afdlib.errors import AfdInputError
 from afdlib.model import OperatingPoint
@@ -16,6 +15,7 @@ from afdlib.sim.pipeline import simulate_pipeline
 from afdlib.sim.progress import ProgressBar
 from afdlib.sim.results import SimResult
 from afdlib.sim.step import simulate_step
+from afdlib.sim.streaming import t_quantile
 from afdlib.validate import check_choice, check_int, check_type
 
 __all__ = ["ENGINES", "simulate", "sweep", "SweepResult", "compare_ratios", "replicate",
@@ -190,7 +190,7 @@ def compare_ratios(ratios, results, objective, *, confidence: float = 0.95,
     ci = np.full((ratios.size, 2), math.nan)
     if screen.n_batches >= 2:
         rel = per_batch / per_batch[best] - 1.0
-        half = (float(stats.t.ppf(0.975, screen.n_batches - 1))
+        half = (t_quantile(0.975, screen.n_batches - 1)
                 * rel.std(axis=1, ddof=1) / math.sqrt(screen.n_batches))
         ci = np.column_stack([gaps - half, gaps + half])
         rule = RULE.format(level=screen.level, dof=screen.n_batches - 1, n=screen.n_batches,
@@ -331,7 +331,7 @@ def replicate(workload, bundle: Bundle, replications: int, *, engine: str = "ste
                     for child in children)
     means = np.array([x.mean_step_time for x in results])
     mean = float(means.mean())
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * means.std(ddof=1) / math.sqrt(n))
+    half = float(t_quantile(0.5 + confidence / 2, n - 1) * means.std(ddof=1) / math.sqrt(n))
     lo, hi = mean - half, mean + half
     return Replications(results, mean, (lo, hi), float(bundle.throughput_per_instance(mean)),
                         (float(bundle.throughput_per_instance(hi)),

@@ -45,11 +45,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from afdlib.errors import AfdInputError
 from afdlib.model import Objective
 from afdlib.sim.compare import screen_to_the_best
+from afdlib.sim.streaming import t_quantile
 from afdlib.validate import check_int, check_number
 
 __all__ = ["Regret", "RatioComparison", "log_objective", "compare_ratios", "equivalence_mask",
@@ -150,7 +150,7 @@ def paired_regret(x, i: int, best: int, *, confidence: float = 0.95) -> Regret:
     d = x[:, best] - x[:, i]
     n = d.size
     mean = float(d.mean())
-    half = float(stats.t.ppf(0.5 + conf / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
+    half = float(t_quantile(0.5 + conf / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
     return Regret(float(-math.expm1(-mean)), float(-math.expm1(-(mean - half))),
                   float(-math.expm1(-(mean + half))))
 
