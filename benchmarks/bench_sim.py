@@ -5,7 +5,9 @@ each, 20,000 steps, requests resampled from a public trace, stationary start), a
 two sides must agree on the mean step time within sampling noise; the script prints
 their times and the ratios.
 
-Step engine (:func:`afdlib.sim.simulate_step`) against
+Step engine (:func:`afdlib.sim.simulate_step`, its per-request loops compiled with numba;
+the column ``numpy s`` times the same engine with them off, ``AFDLIB_NUMBA=0``, as in the
+browser: the same results) against
 
 * ``numpy loop``: :func:`afdlib.sim.simulate_reference`, every slot advanced every step
   with vectorized numpy, the straightforward simulation;
@@ -46,7 +48,7 @@ import numpy as np
 
 from afdlib.costs import StepCoefficients
 from afdlib.model import microbatch_sizes
-from afdlib.sim import Bundle, simulate_pipeline, simulate_reference, simulate_step
+from afdlib.sim import Bundle, kernels, simulate_pipeline, simulate_reference, simulate_step
 from afdlib.sim.loads import release_work_arrays
 from afdlib.traces import PUBLIC_TRACES, load_trace
 from afdlib.workload import JointLengths, load_stats, sample_stationary_slots
@@ -175,7 +177,8 @@ def peak_memory(fn) -> int:
 
 def bench_step(workload, bundle, steps, repeats, loop_repeats, with_simpy, clock) -> dict:
     """Step engine against the numpy loop (alternating runs) and SimPy (once)."""
-    engine, loop = [], []
+    engine, loop, plain = [], [], []
+    compiled = kernels.enabled()
     for i in range(repeats):
         t, res = timed(lambda i=i: simulate_step(workload, bundle, steps=steps, seed=i), clock)
         engine.append(t)
@@ -183,7 +186,19 @@ def bench_step(workload, bundle, steps, repeats, loop_repeats, with_simpy, clock
             t, ref = timed(lambda i=i: simulate_reference(workload, bundle, steps=steps,
                                                           seed=100 + i), clock)
             loop.append(t)
+    # the same engine with the compiled loops off (as in the browser), timed the same way
+    kernels.use_compiled(False)
+    try:
+        for i in range(repeats):
+            t, same = timed(lambda i=i: simulate_step(workload, bundle, steps=steps, seed=i),
+                            clock)
+            plain.append(t)
+    finally:
+        kernels.use_compiled(compiled)
+    if same.mean_step_time != res.mean_step_time or same.requests != res.requests:
+        raise SystemExit("the compiled loops and the numpy code disagree")
     row = {"requests": res.requests, "engine_s": min(engine), "loop_s": min(loop),
+           "numpy_s": min(plain),
            "engine_tau": res.mean_step_time, "loop_tau": ref.mean_step_time}
     # replay in arrival order (cold start): the same rows in the same slots on both sides,
     # so the step times agree exactly
@@ -245,10 +260,12 @@ def main(argv=None) -> int:
           f"{args.repeats}, numpy loop best of {args.loop_repeats} (alternating), SimPy once")
     print(f"(slots x steps = {slot_steps:,}; a per-step-per-slot array would take "
           f"{8 * slot_steps / 2**20:.0f} MiB)")
+    print("compiled loops (numba): " + ("on" if kernels.enabled() else "OFF (numpy code)"))
     print("\nstep engine (resampled requests; replay: the trace's rows in order, cold start)")
-    print(f"{'trace':<22} {'E[D]':>6} {'requests':>9} {'engine s':>9} {'loop s':>7} "
-          f"{'SimPy s':>8} {'loop/eng':>9} {'SimPy/eng':>10} {'peak MiB':>9} "
-          f"{'replay s':>9} {'loop/replay':>12}  mean step ms (engine / loop / SimPy)")
+    print(f"{'trace':<22} {'E[D]':>6} {'requests':>9} {'engine s':>9} {'numpy s':>8} "
+          f"{'loop s':>7} {'SimPy s':>8} {'loop/eng':>9} {'loop/numpy':>11} {'SimPy/eng':>10} "
+          f"{'peak MiB':>9} {'replay s':>9} {'loop/replay':>12}  "
+          f"mean step ms (engine / loop / SimPy)")
     workloads = {name: JointLengths.from_trace(load_trace(name)) for name in traces}
     bundle = Bundle(args.ratio, args.batch, COEFFS)
     for name in traces:
@@ -257,8 +274,9 @@ def main(argv=None) -> int:
                          not args.no_simpy, clock)
         simpy_s = row.get("simpy_s", nan)
         print(f"{name:<22} {load_stats(w).mean_decode:>6.0f} {row['requests']:>9,} "
-              f"{row['engine_s']:>9.4f} {row['loop_s']:>7.3f} {simpy_s:>8.2f} "
-              f"{row['loop_s'] / row['engine_s']:>8.1f}x {simpy_s / row['engine_s']:>9.1f}x "
+              f"{row['engine_s']:>9.4f} {row['numpy_s']:>8.4f} {row['loop_s']:>7.3f} "
+              f"{simpy_s:>8.2f} {row['loop_s'] / row['engine_s']:>8.1f}x "
+              f"{row['loop_s'] / row['numpy_s']:>10.1f}x {simpy_s / row['engine_s']:>9.1f}x "
               f"{row['peak_mb']:>9.1f} {row['replay_s']:>9.4f} "
               f"{row['loop_replay_s'] / row['replay_s']:>11.1f}x  {1e3 * row['engine_tau']:.4f} / "
               f"{1e3 * row['loop_tau']:.4f} / {1e3 * row.get('simpy_tau', nan):.4f}")

@@ -41,6 +41,11 @@ Two ways to feed requests to the slots:
 
 Memory is ``O(slots + SINGLE_CHUNK_STEPS * groups)``: request blocks are capped at that size
 and their work arrays are reused.
+
+With numba installed, a round of i.i.d. requests runs in two compiled passes instead
+(:mod:`afdlib.sim.kernels`: the trace rows of the draws, then the dealing), on the same
+draws and with the same integers out; the numpy code stays for the browser and as the
+check (``AFDLIB_NUMBA=0``).
 """
 
 from __future__ import annotations
@@ -520,13 +525,10 @@ class _TraceRows:
             self.table = self.wide.astype(self.dtype)
         self.prompt, self.decode = prompt, decode
 
-    def draw_packed(self, rngs, counts, k, buffers):
-        """The requests of :meth:`draw` (the same draws), packed as ``(P << shift) | D``
-        in one int64 each, ``k`` per slot one slot after another (compiled code):
-        ``(entries, shift, None)``; ``(None, 0, draw(...))`` where the rows are not
-        packed."""
-        if not self.packed:
-            return None, 0, self.draw(rngs, counts, k, buffers)
+    def bounded_draws(self, rngs, counts, k, buffers):
+        """The bounded draws :meth:`draw` takes its rows from (the same draws), for the
+        compiled loops: ``(draws, starts)``, busy worker ``b``'s ``m = counts * k /
+        digits`` draws in ``draws[starts[b]:starts[b + 1]]``."""
         d, n = self.digits, self.n
         busy = [(rng, c * k // d) for rng, c in zip(rngs, counts, strict=True) if c]
         starts = np.zeros(len(busy) + 1, dtype=np.int64)
@@ -534,9 +536,7 @@ class _TraceRows:
         draws = buffers.get("draws", int(starts[-1]), np.int64)
         for (rng, m), at in zip(busy, starts.tolist(), strict=False):
             draws[at:at + m] = rng.integers(0, n ** d, m)
-        out = buffers.get("entries", d * int(starts[-1]), np.int64)
-        kernels.trace_entries(draws, starts, n, d, self.wide, out)
-        return out, self.shift, None
+        return draws, starts
 
     def draw(self, rngs, counts, k, buffers):
         """Prompts and decode steps of ``k`` fresh requests for ``counts[w]`` slots of
@@ -597,18 +597,17 @@ class _LawRequests:
                 at += c * k
         return prompt.reshape(-1, k), decode.reshape(-1, k)
 
-    def draw_packed(self, rngs, counts, k, buffers):
-        """The requests of :meth:`draw`, packed as ``(P << shift) | D`` in one int64
-        each: ``(entries, shift, None)``, or ``(None, 0, (prompt, decode))`` where they do
-        not fit in 63 bits."""
-        prompt, decode = self.draw(rngs, counts, k, buffers)
-        shift = int(decode.max()).bit_length()
-        if int(prompt.max()) >= 1 << (62 - shift):
-            return None, 0, (prompt, decode)
-        out = buffers.get("entries", prompt.size, np.int64).reshape(prompt.shape)
-        np.left_shift(prompt, shift, out=out)
-        np.bitwise_or(out, decode, out=out)
-        return out.reshape(-1), shift, None
+
+def _pack(prompt, decode, buffers):
+    """Requests packed as ``(P << shift) | D`` in one int64 each, for the compiled loops:
+    ``(entries, shift)``, or None where they do not fit in 63 bits."""
+    shift = int(decode.max()).bit_length()
+    if int(prompt.max()) >= 1 << (62 - shift):
+        return None
+    out = buffers.get("entries", prompt.size, np.int64).reshape(prompt.shape)
+    np.left_shift(prompt, shift, out=out)
+    np.bitwise_or(out, decode, out=out)
+    return out.reshape(-1), shift
 
 
 def _request_source(workload, group_max, ctx0, rem0):
@@ -671,15 +670,18 @@ class _Resample:
             if act.size == 0:
                 return out.reshape(self.groups, width), None, None
             counts = np.diff(np.searchsorted(act, self.edges)).tolist()
-            if compiled:
-                entries, shift, drawn = self.source.draw_packed(self.rngs, counts, k, buffers)
-                if entries is not None:
-                    self._deal_compiled(entries, shift, k, act, row_of, c0, steps, last,
-                                        out, buffers)
-                    continue
+            source = self.source
+            if compiled and isinstance(source, _TraceRows) and source.packed:
+                self._deal_trace_compiled(counts, k, act, row_of, c0, steps, last, out,
+                                          buffers)
+                continue
+            prompt, decode = source.draw(self.rngs, counts, k, buffers)
+            packed = _pack(prompt, decode, buffers) if compiled else None
+            if packed is None:
+                self._deal(prompt, decode, k, act, row_of, c0, steps, width, last, out,
+                           buffers)
             else:
-                drawn = self.source.draw(self.rngs, counts, k, buffers)
-            self._deal(*drawn, k, act, row_of, c0, steps, width, last, out, buffers)
+                self._deal_compiled(*packed, k, act, row_of, c0, steps, last, out, buffers)
 
     def _deal(self, prompt, decode, k, act, row_of, c0, steps, width, last, out, buffers):
         """A round in numpy: ``prompt`` and ``decode`` (a, k) are the requests of the
@@ -702,18 +704,32 @@ class _Resample:
         self.count += a - lead + _count_and_clamp(when, bound, offset + width)
         np.add.at(out, when.reshape(-1), jump.reshape(-1))
 
-    def _deal_compiled(self, entries, shift, k, act, row_of, c0, steps, last, out, buffers):
-        """The same round in compiled code (:func:`afdlib.sim.kernels.deal_round`), from
-        the requests packed one integer each."""
-        size = 0 if last else act.size * (k - 1)
-        pending = tuple(buffers.get(name, size, np.int64)
-                        for name in ("kept_step", "kept_group", "kept_jump"))
-        started, kept = kernels.deal_round(entries, k, shift, act, row_of, self.group_of,
-                                           c0, steps, self.base, self.start, out, not last,
-                                           pending)
+    def _pending_buffers(self, size, buffers):
+        return tuple(buffers.get(name, size, np.int64)
+                     for name in ("kept_step", "kept_group", "kept_jump"))
+
+    def _kept(self, started, kept, pending):
         self.count += started
         if kept:
             self._pending.append(tuple(x[:kept].copy() for x in pending))
+
+    def _deal_compiled(self, entries, shift, k, act, row_of, c0, steps, last, out, buffers):
+        """The same round in compiled code (:func:`afdlib.sim.kernels.deal_round`), from
+        the requests packed one integer each."""
+        pending = self._pending_buffers(0 if last else act.size * (k - 1), buffers)
+        self._kept(*kernels.deal_round(entries, k, shift, act, row_of, self.group_of, c0,
+                                       steps, self.base, self.start, out, not last, pending),
+                   pending)
+
+    def _deal_trace_compiled(self, counts, k, act, row_of, c0, steps, last, out, buffers):
+        """A round of trace rows in compiled code: the rows of the bounded draws
+        (:func:`afdlib.sim.kernels.trace_entries`), then the dealing."""
+        source = self.source
+        draws, starts = source.bounded_draws(self.rngs, counts, k, buffers)
+        entries = buffers.get("entries", act.size * k, np.int64)
+        kernels.trace_entries(draws, starts, source.n, source.digits, source.wide, entries)
+        self._deal_compiled(entries, source.shift, k, act, row_of, c0, steps, last, out,
+                            buffers)
 
     def _keep(self, when, jump, bound, act, offset, c0):
         """Keep the requests of the blocks that start at or after the chunk's end."""
