@@ -140,6 +140,27 @@ def test_engines_give_identical_results_with_and_without_the_compiled_loops(step
     _same_result(fast, slow)
 
 
+@pytest.mark.parametrize("init", ["cold", "stationary"])
+def test_replay_gives_identical_results_with_and_without_the_compiled_loops(init):
+    from afdlib.sim import loads
+
+    w = JointLengths.from_trace(read_trace(public_trace_file("mooncake_conversation")))
+    assert loads._BitmapReplay.fits(w, np.array([1]))  # the compiled replay runs here
+    bundle = Bundle(5, 40, COEFFS)  # 200 slots: four words of the bitmaps
+    fast, slow = _both(lambda: simulate_step(w, bundle, steps=4000, init=init, replay=True,
+                                             record=True))
+    _same_result(fast, slow)
+
+
+def test_a_long_decode_leaves_the_replay_to_numpy():
+    from afdlib.sim import loads
+
+    w = JointLengths(np.array([3, 4]), np.array([2, 1 << 25]))  # a ring of 2**26 steps
+    assert not loads._BitmapReplay.fits(w, np.ones(64, dtype=np.int64))
+    assert loads._BitmapReplay.fits(JointLengths(np.array([3]), np.array([2])),
+                                    np.ones(64, dtype=np.int64))
+
+
 def test_law_workloads_give_identical_results():
     w = IndependentLengths(Uniform(10, 900), Geometric(12))
     bundle = Bundle(3, 32, COEFFS)

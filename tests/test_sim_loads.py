@@ -3,6 +3,7 @@ stationary load moments against theta and sigma^2."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -258,14 +259,21 @@ def test_uniform_rows_are_uniform_and_independent():
     assert stats.chisquare(np.bincount(biased, minlength=n)).pvalue < 1e-4
 
 
-def _dealt(compiled, *args, **kwargs):
-    """``load_path(*args, **kwargs)`` with the compiled loops on or off."""
-    previous = kernels.use_compiled(compiled)
+@contextlib.contextmanager
+def _compiled(on):
+    """The compiled loops on or off inside the block."""
+    previous = kernels.use_compiled(on)
     try:
-        assert kernels.enabled() == compiled  # numba is a dependency of the tests
-        return load_path(*args, **kwargs)
+        assert kernels.enabled() == on  # numba is a dependency of the tests
+        yield
     finally:
         kernels.use_compiled(previous)
+
+
+def _dealt(compiled, *args, **kwargs):
+    """``load_path(*args, **kwargs)`` with the compiled loops on or off."""
+    with _compiled(compiled):
+        return load_path(*args, **kwargs)
 
 
 def _walk_resampled(workload, seeds, batch, steps, slot_group, init, chunk=None):
@@ -453,30 +461,33 @@ def _replay_walk(prompt, decode, slots, steps, group, *, finite=False):
 replay_cases = dict(
     prompts=st.lists(st.integers(0, 60), min_size=1, max_size=12),
     decodes=st.lists(st.integers(1, 9), min_size=12, max_size=12),
-    workers=st.integers(1, 3), batch=st.integers(1, 4), steps=st.integers(1, 60),
-    data=st.data())
+    # up to 90 slots: the compiled replay's bitmaps of 64 slots a word, more than one
+    workers=st.integers(1, 3), batch=st.one_of(st.integers(1, 4), st.integers(20, 30)),
+    steps=st.integers(1, 60), data=st.data())
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 @settings(max_examples=60, deadline=None)
 @given(**replay_cases)
-def test_replayed_loads_equal_a_plain_walk_for_every_chunk_length(prompts, decodes, workers,
-                                                                  batch, steps, data):
+def test_replayed_loads_equal_a_plain_walk_for_every_chunk_length(compiled, prompts, decodes,
+                                                                  workers, batch, steps, data):
     decodes = decodes[:len(prompts)]
     w = JointLengths(np.array(prompts), np.array(decodes))
     sub = data.draw(st.lists(st.integers(0, 1), min_size=batch, max_size=batch))
     chunk = data.draw(st.integers(1, steps))
-    path = load_path(w, worker_seeds(0, workers), batch, steps, slot_group=sub, init="cold",
-                     replay=True, chunk_steps=chunk)
+    path = _dealt(compiled, w, worker_seeds(0, workers), batch, steps, slot_group=sub,
+                  init="cold", replay=True, chunk_steps=chunk)
     group = [wk * (max(sub) + 1) + sub[i] for wk in range(workers) for i in range(batch)]
     loads, _, _, requests = _replay_walk(prompts, decodes, workers * batch, steps, group)
     assert path.loads.tolist() == [[float(x) for x in row] for row in loads]
     assert path.requests == requests
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 @settings(max_examples=60, deadline=None)
 @given(**replay_cases)
-def test_a_finite_trace_replayed_equals_a_plain_walk(prompts, decodes, workers, batch, steps,
-                                                     data):
+def test_a_finite_trace_replayed_equals_a_plain_walk(compiled, prompts, decodes, workers,
+                                                     batch, steps, data):
     # the trace is handed out once: slots that free after its last row stay idle (also
     # those that never get a row, when there are more slots than rows)
     decodes = decodes[:len(prompts)]
@@ -485,10 +496,11 @@ def test_a_finite_trace_replayed_equals_a_plain_walk(prompts, decodes, workers, 
     stream = LoadStream(w, worker_seeds(0, workers), batch, steps, init="cold", replay=True,
                         finite=True, chunk_steps=chunk)
     loads, active, freed = [], [], []
-    for part in stream:
-        loads.append(part.loads.copy())
-        active.append(part.active.copy())
-        freed.append(part.freed.copy())
+    with _compiled(compiled):
+        for part in stream:
+            loads.append(part.loads.copy())
+            active.append(part.active.copy())
+            freed.append(part.freed.copy())
     group = [wk for wk in range(workers) for _ in range(batch)]
     want = _replay_walk(prompts, decodes, workers * batch, steps, group, finite=True)
     assert np.concatenate(loads, axis=1).tolist() == want[0]
@@ -512,6 +524,11 @@ def test_replay_in_chunks_equals_one_pass_and_the_reference_loop(name):
     warm = load_path(w, seeds, 32, 3000, replay=True)  # stationary start, then rows in order
     np.testing.assert_array_equal(
         load_path(w, seeds, 32, 3000, replay=True, chunk_steps=11).loads, warm.loads)
+    # the numpy rounds of sorted events, against the compiled bitmaps (the default here)
+    for init, want in (("cold", one), ("stationary", warm)):
+        plain = _dealt(False, w, seeds, 32, 3000, init=init, replay=True, chunk_steps=700)
+        np.testing.assert_array_equal(plain.loads, want.loads)
+        assert plain.requests == want.requests
 
 
 def _stream_peak(workload, steps, chunk, replay=False):

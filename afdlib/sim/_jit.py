@@ -124,3 +124,46 @@ def deal_round(entries, k, shift, act, row_of, group_of, c0, steps, base, start,
         base[s] = p + d
         start[s] = t + d + c0
     return started, kept
+
+
+# the index of a 64-bit word's lowest set bit: de Bruijn multiplication and a table
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_LOWEST_BIT = np.zeros(64, dtype=np.int64)
+for _i in range(64):
+    _LOWEST_BIT[((1 << _i) * 0x03F79D71B4CB0A89 % (1 << 64)) >> 58] = _i
+
+
+@_jit
+def replay_steps(bits, words, mask, c0, c1, prompt, decode, base, row, n, finite, row_of,
+                 out, idle, freed):
+    handed = 0
+    one = np.uint64(1)
+    for s in range(c0, c1):
+        bucket = (s & mask) * words
+        for w in range(words):
+            word = bits[bucket + w]
+            if word == 0:
+                continue
+            bits[bucket + w] = 0  # no new event lands in this step's bucket (D >= 1)
+            while word != 0:
+                low = word & (~word + one)
+                word ^= low
+                slot = w * 64 + _LOWEST_BIT[(low * _DEBRUIJN) >> np.uint64(58)]
+                cell = np.uint64(row_of[slot] + s)
+                if finite:
+                    freed[s - c0] += 1
+                    if row >= n:  # the trace is used up: the slot goes idle
+                        out[cell] -= base[slot]
+                        base[slot] = 0
+                        idle[cell] -= 1
+                        continue
+                p = prompt[row]
+                d = decode[row]
+                out[cell] += p - base[slot]
+                base[slot] = p + d
+                bits[((s + d) & mask) * words + slot // 64] |= one << np.uint64(slot % 64)
+                handed += 1
+                row += 1
+                if row == n and not finite:
+                    row = 0
+    return row, handed

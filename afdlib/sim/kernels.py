@@ -11,7 +11,10 @@ passes:
   looked up in a trace's packed table, one integer ``(P << shift) | D`` per request;
 * :func:`deal_round`: each slot's requests back to back from its next start step, the
   load jump of each request that starts inside the chunk added to its group's cell, the
-  others kept for later chunks (or dropped at the run's end).
+  others kept for later chunks (or dropped at the run's end);
+* :func:`replay_steps`: a trace replayed in order, step by step, the slots that free at a
+  step found in a bitmap of that step (so in slot order) instead of numpy's rounds of
+  sorted events.
 
 They are the compiled twins of numpy code in :mod:`afdlib.sim.loads`, which runs where
 numba is absent (in the browser, under Pyodide) or when the environment variable
@@ -30,7 +33,8 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["compiled", "deal_round", "enabled", "trace_entries", "use_compiled"]
+__all__ = ["compiled", "deal_round", "enabled", "replay_steps", "trace_entries",
+           "use_compiled"]
 
 _switch = {"on": os.environ.get("AFDLIB_NUMBA", "1").strip() != "0"}
 
@@ -52,12 +56,13 @@ def enabled() -> bool:
 
 @cache
 def compiled():
-    """The compiled functions ``(trace_entries, deal_round)``, or None without numba."""
+    """The compiled functions ``(trace_entries, deal_round, replay_steps)``, or None
+    without numba."""
     try:
         from afdlib.sim import _jit
     except ImportError:  # no numba (e.g. Pyodide): the numpy code runs instead
         return None
-    return _jit.trace_entries, _jit.deal_round
+    return _jit.trace_entries, _jit.deal_round, _jit.replay_steps
 
 
 def trace_entries(draws, starts, n: int, digits: int, table, out) -> None:
@@ -131,3 +136,57 @@ def deal_round(entries, k: int, shift: int, act, row_of, group_of, c0: int, step
     """
     return compiled()[1](entries, k, shift, act, row_of, group_of, c0, steps, base, start,
                          out, keep, *pending)
+
+
+def replay_steps(bits, words: int, mask: int, c0: int, c1: int, prompt, decode, base,
+                 row: int, n: int, finite: bool, row_of, out, idle, freed) -> tuple[int, int]:
+    """Hand out a trace's rows in order over steps ``c0 .. c1 - 1`` (in place).
+
+    At each step the slots that free (their request's last decode step was the step
+    before) take the next rows, lowest slot first: the slot's load jumps from ``base``
+    (the context its previous request would have reached) to the row's prompt, and it
+    frees again ``D`` steps later.
+
+    Parameters
+    ----------
+    bits : ndarray of uint64, shape ((mask + 1) * words,)
+        The freeing events: bit ``slot % 64`` of word ``(step & mask) * words + slot //
+        64`` is set when ``slot`` frees at ``step``; **updated**. Every event lies fewer
+        than ``mask + 1`` steps ahead (``mask + 1`` exceeds the longest decode).
+    words : int
+        Words per step, ``ceil(slots / 64)``.
+    mask : int
+        Steps in the ring minus one (a power of two minus one).
+    c0, c1 : int
+        The chunk's steps.
+    prompt, decode : ndarray of int64, shape (n,)
+        The trace's rows.
+    base : ndarray of int64, shape (slots,)
+        Continued contexts; **updated** (0 for an idle slot).
+    row : int
+        Next row (modulo ``n`` when cycling; a finite trace is used up at ``n``).
+    n : int
+        Rows of the trace.
+    finite : bool
+        Hand out the rows once: a slot that frees after the last one goes idle.
+    row_of : ndarray of int64, shape (slots,)
+        ``group * (c1 - c0) - c0`` for each slot's group: the cell of step ``s`` is
+        ``row_of[slot] + s``.
+    out : ndarray of int64, shape (groups * (c1 - c0),)
+        The chunk's jumps; **added to**.
+    idle : ndarray of int64, or None
+        With ``finite``: minus the slots that go idle, by cell; **added to**.
+    freed : ndarray of int64, or None
+        With ``finite``: slots freed at each step of the chunk; **added to**.
+
+    Returns
+    -------
+    row : int
+        The next row after the chunk.
+    handed : int
+        Rows handed out in the chunk.
+    """
+    dummy = np.zeros(1, dtype=np.int64)
+    return compiled()[2](bits, words, mask, c0, c1, prompt, decode, base, row, n, finite,
+                         row_of, out, dummy if idle is None else idle,
+                         dummy if freed is None else freed)

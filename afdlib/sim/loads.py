@@ -361,7 +361,8 @@ class LoadStream:
                 ctx0[~live], rem0[~live] = 0, 0
                 offset = min(ctx0.size, n)
         if self.replay:
-            dealer = _Replay(workload, self.group_of, ctx0, rem0, offset, steps, live)
+            kind = _BitmapReplay if _BitmapReplay.fits(workload, rem0) else _Replay
+            dealer = kind(workload, self.group_of, ctx0, rem0, offset, steps, live)
             buffers = _Buffers(np.int64)
         else:
             source = _request_source(workload, int(self.group_sizes.max()), ctx0, rem0)
@@ -806,10 +807,7 @@ class _Replay:
         self.n, self.slots = int(prompt.size), int(ctx0.size)
         self.shift = max(1, (self.slots - 1).bit_length())
         self.mask = (1 << self.shift) - 1
-        horizon = steps + int(decode.max()) + int(rem0.max(initial=0)) + 1
-        if horizon >= 1 << (62 - self.shift):
-            raise AfdInputError(f"replay of {self.slots} slots over {steps} steps is too long "
-                                "for its event keys", parameter="steps")
+        self.check_horizon(self.slots, steps, workload, rem0)
         # the rows cycled far enough that a round (at most all slots) never wraps
         reps = -(-(self.n + self.slots) // self.n) + 1
         self.prompt = np.tile(prompt, reps)
@@ -825,6 +823,15 @@ class _Replay:
         self.groups = int(group_of.max()) + 1
         self.count = 0
         self._guess = 64
+
+    @staticmethod
+    def check_horizon(slots, steps, workload, rem0) -> None:
+        """Refuse a run whose event keys would not fit in an int64 (either engine)."""
+        shift = max(1, (slots - 1).bit_length())
+        horizon = steps + int(workload.decode.max()) + int(rem0.max(initial=0)) + 1
+        if horizon >= 1 << (62 - shift):
+            raise AfdInputError(f"replay of {slots} slots over {steps} steps is too long "
+                                "for its event keys", parameter="steps")
 
     def chunk(self, c0, c1, last, buffers):
         """Jumps of steps ``c0 .. c1 - 1``: ``(cells, idle, freed)``, ``cells`` of shape
@@ -885,4 +892,63 @@ class _Replay:
             guess = 2 * m if k == m else k + k // 2 + 16
         self.pend, self.row, self._guess = pend, row, guess
         shape = (groups, steps)
+        return (out.reshape(shape), None if idle is None else idle.reshape(shape), freed)
+
+
+class _BitmapReplay:
+    """:class:`_Replay` in compiled code (:func:`afdlib.sim.kernels.replay_steps`): step by
+    step, the slots that free at each step read from a bitmap, in slot order.
+
+    The events of the next ``2**b > max D`` steps are kept in a ring of bitmaps, one bit a
+    slot and step. Same rows to the same slots at the same steps as :class:`_Replay`.
+    """
+
+    #: Largest ring (words of 64 slots times steps) worth its memory (32 MB).
+    MAX_WORDS = 1 << 22
+
+    @classmethod
+    def fits(cls, workload, rem0) -> bool:
+        """Whether the compiled loops are on and the ring of this run stays small."""
+        if not kernels.enabled():
+            return False
+        ring = 1 << max(int(workload.decode.max()), int(rem0.max(initial=0))).bit_length()
+        return ring * -(-rem0.size // 64) <= cls.MAX_WORDS
+
+    def __init__(self, workload, group_of, ctx0, rem0, row, steps, live):
+        _Replay.check_horizon(rem0.size, steps, workload, rem0)
+        self.prompt = workload.prompt.astype(np.int64)
+        self.decode = workload.decode.astype(np.int64)
+        self.n, self.slots = int(self.prompt.size), int(ctx0.size)
+        self.words = -(-self.slots // 64)
+        ring = 1 << max(int(self.decode.max()), int(rem0.max(initial=0))).bit_length()
+        self.mask = ring - 1
+        self.bits = np.zeros(ring * self.words, dtype=np.uint64)
+        slots = np.arange(self.slots)
+        if live is not None:
+            slots = slots[live]
+        np.bitwise_or.at(self.bits, (rem0[slots] & self.mask) * self.words + slots // 64,
+                         np.left_shift(np.uint64(1), (slots % 64).astype(np.uint64)))
+        self.base = (ctx0 + rem0).astype(np.int64)
+        self.row = int(row)
+        self.finite = live is not None
+        self.group_of = group_of
+        self.groups = int(group_of.max()) + 1
+        self.count = 0
+
+    def chunk(self, c0, c1, last, buffers):
+        """As :meth:`_Replay.chunk`."""
+        steps = c1 - c0
+        out = buffers.get("cells", self.groups * steps, np.int64)
+        out[:] = 0
+        idle = freed = None
+        if self.finite:
+            idle = buffers.get("idle", self.groups * steps, np.int64)
+            freed = buffers.get("freed", steps, np.int64)
+            idle[:] = 0
+            freed[:] = 0
+        self.row, handed = kernels.replay_steps(
+            self.bits, self.words, self.mask, c0, c1, self.prompt, self.decode, self.base,
+            self.row, self.n, self.finite, self.group_of * steps - c0, out, idle, freed)
+        self.count += handed
+        shape = (self.groups, steps)
         return (out.reshape(shape), None if idle is None else idle.reshape(shape), freed)
