@@ -383,6 +383,18 @@ def test_resampled_loads_equal_the_walk_in_corner_cases(prompt, decode, batch, s
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_loads_past_two_to_the_53_are_exact(compiled):
+    # the groups' first loads were once summed with float weights: 2**58 + 18 became 2**58
+    w = IndependentLengths(Deterministic(2 ** 58), Geometric(4))
+    seeds, group = worker_seeds(93735, 2), [0, 0, 1, 0, 0]
+    with _compiled(compiled):
+        chunk = next(iter(LoadStream(w, seeds, 5, 5, slot_group=group)))
+    loads, _ = _walk_resampled(w, seeds, 5, 5, group, "stationary")
+    assert chunk.loads.tolist() == loads
+    assert max(max(row) for row in loads) > 2 ** 60  # the ints compared, not their floats
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), workers=st.integers(1, 3), batch=st.integers(1, 5),
        steps=st.integers(2, 60), init=st.sampled_from(["stationary", "cold"]),
@@ -616,7 +628,7 @@ def test_memory_stays_proportional_to_slots_plus_steps_with_fresh_work_arrays():
 
 
 # the pipelined engine's recursion: Python floats for few parts per step, vectorized
-# over workers for many, the same operations in the same order
+# over workers for many, compiled (numba), the same operations in the same order
 
 
 @pytest.mark.parametrize("r, m", [(1, 2), (5, 3), (13, 4), (25, 2)])
@@ -631,6 +643,8 @@ def test_both_pipeline_recursions_agree_exactly_and_match_simpy(r, m):
                                                   pipeline.PipelineState(r, m)))
     vector = pipeline._completion_vector(attention, comm, ffn, pipeline.PipelineState(r, m))
     np.testing.assert_array_equal(scalar, vector)
+    compiled = pipeline._completion_compiled(attention, comm, ffn, pipeline.PipelineState(r, m))
+    np.testing.assert_array_equal(scalar, compiled)
     np.testing.assert_array_equal(pipeline.pipeline_completion_times(attention, comm, ffn),
                                   scalar)
     np.testing.assert_allclose(scalar, _simpy_pipeline(attention, comm, ffn), rtol=1e-12)

@@ -167,3 +167,31 @@ def replay_steps(bits, words, mask, c0, c1, prompt, decode, base, row, n, finite
                 if row == n and not finite:
                     row = 0
     return row, handed
+
+
+@_jit
+def pipeline_steps(attention, comm, ffn, worker_free, back, free, done):
+    steps, r, m = attention.shape
+    ready = np.empty(m)
+    for s in range(steps):
+        for k in range(m):
+            ready[k] = -np.inf
+        for w in range(r):
+            # worker w serves its parts k = 0 .. m-1 in order, each once it is back
+            f = worker_free[w]
+            for k in range(m):
+                b = back[k]
+                f = (f if f > b else b) + attention[s, w, k]
+                if f > ready[k]:
+                    ready[k] = f  # all r parts of microbatch k are done
+            worker_free[w] = f
+        for stage in range(3):  # dispatch, FFN, combine: each serves k = 0 .. m-1 in order
+            t = free[stage]
+            for k in range(m):
+                u = ready[k]
+                t = (t if t > u else u) + (ffn[k] if stage == 1 else comm[k])
+                ready[k] = t
+            free[stage] = t
+        for k in range(m):
+            back[k] = ready[k]
+        done[s] = free[2]

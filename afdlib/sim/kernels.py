@@ -14,7 +14,9 @@ passes:
   others kept for later chunks (or dropped at the run's end);
 * :func:`replay_steps`: a trace replayed in order, step by step, the slots that free at a
   step found in a bitmap of that step (so in slot order) instead of numpy's rounds of
-  sorted events.
+  sorted events;
+* :func:`pipeline_steps`: the pipelined engine's max-plus recursion, step after step (the
+  same floating-point operations in the same order as its Python loop).
 
 They are the compiled twins of numpy code in :mod:`afdlib.sim.loads`, which runs where
 numba is absent (in the browser, under Pyodide) or when the environment variable
@@ -33,8 +35,8 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["compiled", "deal_round", "enabled", "replay_steps", "trace_entries",
-           "use_compiled"]
+__all__ = ["compiled", "deal_round", "enabled", "pipeline_steps", "replay_steps",
+           "trace_entries", "use_compiled"]
 
 _switch = {"on": os.environ.get("AFDLIB_NUMBA", "1").strip() != "0"}
 
@@ -56,13 +58,13 @@ def enabled() -> bool:
 
 @cache
 def compiled():
-    """The compiled functions ``(trace_entries, deal_round, replay_steps)``, or None
-    without numba."""
+    """The compiled functions ``(trace_entries, deal_round, replay_steps,
+    pipeline_steps)``, or None without numba."""
     try:
         from afdlib.sim import _jit
     except ImportError:  # no numba (e.g. Pyodide): the numpy code runs instead
         return None
-    return _jit.trace_entries, _jit.deal_round, _jit.replay_steps
+    return _jit.trace_entries, _jit.deal_round, _jit.replay_steps, _jit.pipeline_steps
 
 
 def trace_entries(draws, starts, n: int, digits: int, table, out) -> None:
@@ -190,3 +192,29 @@ def replay_steps(bits, words: int, mask: int, c0: int, c1: int, prompt, decode, 
     return compiled()[2](bits, words, mask, c0, c1, prompt, decode, base, row, n, finite,
                          row_of, out, dummy if idle is None else idle,
                          dummy if freed is None else freed)
+
+
+def pipeline_steps(attention, comm, ffn, worker_free, back, free, done) -> None:
+    """The microbatch pipeline's completion times, step after step (in place).
+
+    The recursion of :func:`afdlib.sim.pipeline.pipeline_completion_times`: each worker
+    serves its microbatches' parts in order once each is back, then the dispatch link,
+    the FFN and the combine link serve the microbatches in order, each service starting at
+    the later of the resource's and the microbatch's ready times.
+
+    Parameters
+    ----------
+    attention : ndarray of float64, shape (steps, r, m)
+        Attention time of each part (s).
+    comm, ffn : ndarray of float64, shape (m,)
+        Transfer and FFN time of each microbatch (s).
+    worker_free : ndarray of float64, shape (r,)
+        When each worker is free; **updated**.
+    back : ndarray of float64, shape (m,)
+        When each microbatch is back at the workers; **updated**.
+    free : ndarray of float64, shape (3,)
+        When the dispatch link, the FFN and the combine link are free; **updated**.
+    done : ndarray of float64, shape (steps,)
+        Output: when each step's last microbatch is back (s).
+    """
+    compiled()[3](attention, comm, ffn, worker_free, back, free, done)

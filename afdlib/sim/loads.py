@@ -372,7 +372,8 @@ class LoadStream:
         active = None
         if self.finite:
             active = np.bincount(self.group_of, weights=live, minlength=groups).astype(np.int64)
-        last = np.bincount(self.group_of, weights=ctx0, minlength=groups).astype(np.int64)
+        last = np.zeros(groups, dtype=np.int64)  # the groups' loads at step 0, exactly
+        np.add.at(last, self.group_of, ctx0)  # (bincount's float weights round past 2**53)
         try:
             for c0 in range(0, steps, self.chunk_steps):
                 c1 = min(steps, c0 + self.chunk_steps)

@@ -32,6 +32,7 @@ import numpy as np
 
 from afdlib.errors import AfdInputError
 from afdlib.model import INTERCEPTS, intercept_share, microbatch_sizes
+from afdlib.sim import kernels
 from afdlib.sim.bundle import Bundle, check_run, worker_seeds
 from afdlib.sim.loads import LoadStream
 from afdlib.sim.progress import progress_bar
@@ -97,6 +98,8 @@ def pipeline_completion_times(attention, comm, ffn, *, state=None) -> np.ndarray
         raise AfdInputError("comm and ffn need one time per microbatch")
     if state is None:
         state = PipelineState(r, m)
+    if kernels.enabled():
+        return _completion_compiled(attention, comm, ffn, state)
     if r * m <= SCALAR_PARTS:
         return np.array(_completion_scalar(attention, comm, ffn, state), dtype=float)
     return _completion_vector(attention, comm, ffn, state)
@@ -124,6 +127,19 @@ class PipelineState:
         self.out_free -= origin
         self.ffn_free -= origin
         self.back_free -= origin
+
+
+def _completion_compiled(attention, comm, ffn, state):
+    """The recursion in compiled code (:func:`afdlib.sim.kernels.pipeline_steps`)."""
+    worker_free = np.array(state.worker_free, dtype=float)
+    back = np.array(state.back, dtype=float)
+    free = np.array([state.out_free, state.ffn_free, state.back_free])
+    done = np.empty(attention.shape[0])
+    kernels.pipeline_steps(np.ascontiguousarray(attention), np.array(comm), np.array(ffn),
+                           worker_free, back, free, done)
+    state.worker_free, state.back = worker_free.tolist(), back.tolist()
+    state.out_free, state.ffn_free, state.back_free = (float(x) for x in free)
+    return done
 
 
 def _completion_scalar(attention, comm, ffn, state):
