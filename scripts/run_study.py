@@ -10,7 +10,7 @@ the numbers do not depend on the executor or the order::
     AFDLIB_DATA_DIR=... .venv/bin/python scripts/run_study.py --dask tcp://host:8786
     AFDLIB_DATA_DIR=... .venv/bin/python scripts/run_study.py --quick --out /tmp/q.json
 
-A full run takes about ten minutes on two cores. ``--write-coefficients`` rewrites the
+A full run takes about three minutes on two cores. ``--write-coefficients`` rewrites the
 plain coefficient files of data/study/coefficients from their recipe first.
 """
 

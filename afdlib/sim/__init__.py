@@ -28,8 +28,8 @@ memory does not grow with the run: load paths come in chunks of steps
 the step-time quantiles). Per-step records are kept only when asked for, in memory
 (``record=True``) or written chunk by chunk (``record_to=``, :mod:`afdlib.sim.records`).
 The pipelined engine adds a Python loop over steps. Where numba is installed, the load
-stream's per-request loops run compiled (:mod:`afdlib.sim.kernels`); elsewhere (in the
-browser) the same numpy code runs, with the same results to the bit.
+stream's loops and the pipelined recursion run compiled (:mod:`afdlib.sim.kernels`);
+elsewhere (in the browser) the numpy code runs, with the same results to the bit.
 """
 
 from afdlib.sim.bundle import INITS, Bundle, RunOptions, check_run, worker_seeds

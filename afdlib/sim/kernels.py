@@ -1,14 +1,16 @@
-"""Compiled inner loops of the load stream (numba), used where numba is installed.
+"""Compiled inner loops of the simulator (numba), used where numba is installed.
 
 For short requests (a few tens of decode steps) a run is mostly per-request work: turning
 bounded random draws into trace rows and dealing each round of requests to its slots
 (:class:`afdlib.sim.loads.LoadStream`). In numpy that takes about ten passes over the
 round's arrays (digit split, gather, unpacking, the jumps, a cumulative sum per slot, a
-scatter-add, the count and clamp at the chunk's end). The two loops here do it in two
-passes:
+scatter-add, the count and clamp at the chunk's end); here it takes two. A replayed trace
+and the pipelined engine's recursion are sequential by nature, and numpy runs them in
+rounds or in a Python loop over steps; here they are plain loops.
 
-* :func:`trace_entries`: the base-``n`` digits of each draw (:func:`uniform_rows`'s layout)
-  looked up in a trace's packed table, one integer ``(P << shift) | D`` per request;
+* :func:`trace_entries`: the base-``n`` digits of each draw (the layout of
+  :func:`afdlib.sim.loads.uniform_rows`) looked up in a trace's packed table, one integer
+  ``(P << shift) | D`` per request;
 * :func:`deal_round`: each slot's requests back to back from its next start step, the
   load jump of each request that starts inside the chunk added to its group's cell, the
   others kept for later chunks (or dropped at the run's end);
@@ -18,14 +20,17 @@ passes:
 * :func:`pipeline_steps`: the pipelined engine's max-plus recursion, step after step (the
   same floating-point operations in the same order as its Python loop).
 
-They are the compiled twins of numpy code in :mod:`afdlib.sim.loads`, which runs where
-numba is absent (in the browser, under Pyodide) or when the environment variable
-``AFDLIB_NUMBA`` is ``0``. Both are integer arithmetic on the same draws of the same
-generators, so they give the same loads, bit for bit (``tests/test_sim_kernels.py``
-checks it on random workloads, both ways, and the engines' results with either).
+They are the compiled twins of numpy and Python code in :mod:`afdlib.sim.loads` and
+:mod:`afdlib.sim.pipeline`, which runs where numba is absent (in the browser, under
+Pyodide) or when the environment variable ``AFDLIB_NUMBA`` is ``0``. The loads are
+integer arithmetic on the same draws of the same generators, and the recursion does the
+same floating-point operations in the same order, so both give the same results, bit for
+bit (``tests/test_sim_kernels.py`` and ``tests/test_sim_loads.py`` check either way
+against plain walks and against each other).
 
 numba is imported on first use (not with :mod:`afdlib`), and the compiled code is cached
-beside :mod:`afdlib.sim._jit` (which holds it), so a later process loads it in about a tenth of a second.
+beside :mod:`afdlib.sim._jit` (which holds it), so a later process loads it in about a
+tenth of a second.
 """
 
 from __future__ import annotations
