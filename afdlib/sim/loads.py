@@ -43,9 +43,10 @@ Memory is ``O(slots + SINGLE_CHUNK_STEPS * groups)``: request blocks are capped 
 and their work arrays are reused.
 
 With numba installed, a round of i.i.d. requests runs in two compiled passes instead
-(:mod:`afdlib.sim.kernels`: the trace rows of the draws, then the dealing), on the same
-draws and with the same integers out; the numpy code stays for the browser and as the
-check (``AFDLIB_NUMBA=0``).
+(:mod:`afdlib.sim.kernels`: the trace rows of the draws, then the dealing), and a replay
+runs step by step over bitmaps of the slots that free (:class:`_BitmapReplay`), on the
+same draws and with the same integers out; the numpy code stays for the browser and as
+the check (``AFDLIB_NUMBA=0``).
 """
 
 from __future__ import annotations
@@ -707,10 +708,12 @@ class _Resample:
         np.add.at(out, when.reshape(-1), jump.reshape(-1))
 
     def _pending_buffers(self, size, buffers):
+        """Work arrays for the start steps, groups and jumps of the kept requests."""
         return tuple(buffers.get(name, size, np.int64)
                      for name in ("kept_step", "kept_group", "kept_jump"))
 
     def _kept(self, started, kept, pending):
+        """Count a compiled round's started requests and keep its later ones."""
         self.count += started
         if kept:
             self._pending.append(tuple(x[:kept].copy() for x in pending))
